@@ -1,0 +1,1 @@
+"""Thin Lambda handlers, one folder (one code asset) per domain."""

@@ -1,0 +1,59 @@
+"""API-key administration for system admins of an organisation."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from compliance.admin import api_keys
+from compliance.api.identity import require
+from compliance.api.problems import register_error_handlers
+from compliance.config import AdminApiSettings, get_settings, init_environment
+from compliance.db.connection import Database, database_from_settings
+from compliance.models.auth import ApiKeyCreate, ApiKeyOut, Principal, Role
+from compliance.observability import logger, metrics, tracer
+
+app = APIGatewayRestResolver(enable_validation=True)
+register_error_handlers(app)
+Admin = Annotated[Principal, Depends(require(app, {Role.SYSTEM_ADMIN}))]
+
+
+@functools.cache
+def _db() -> Database:
+    return database_from_settings(get_settings(AdminApiSettings))
+
+
+@app.post("/v1/api-keys")
+def create_key(request: ApiKeyCreate, principal: Admin) -> Response[str]:
+    created = api_keys.create_api_key(_db(), principal, request, now=datetime.now(UTC))
+    return Response(status_code=201, content_type="application/json", body=created.model_dump_json(),
+                    headers={"Cache-Control": "no-store"})
+
+
+@app.get("/v1/api-keys")
+def list_keys(principal: Admin) -> dict[str, list[ApiKeyOut]]:
+    return {"items": api_keys.list_api_keys(_db(), principal)}
+
+
+@app.get("/v1/api-keys/<key_id>")
+def get_key(key_id: UUID, principal: Admin) -> ApiKeyOut:
+    return api_keys.get_api_key(_db(), principal, key_id)
+
+
+@app.post("/v1/api-keys/<key_id>/revoke")
+def revoke_key(key_id: UUID, principal: Admin) -> ApiKeyOut:
+    return api_keys.revoke_api_key(_db(), principal, key_id, now=datetime.now(UTC))
+
+
+@init_environment(AdminApiSettings)
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

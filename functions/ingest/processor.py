@@ -1,0 +1,33 @@
+"""Ingest-queue consumer: stores each queued slice of usage records exactly once."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from compliance.config import ProcessorSettings, get_settings, init_environment
+from compliance.db.connection import database_from_settings
+from compliance.ingest.processor import UsageQueueConsumer
+from compliance.observability import logger, metrics, tracer
+
+
+@functools.cache
+def _consumer() -> UsageQueueConsumer:
+    settings = get_settings(ProcessorSettings)
+    return UsageQueueConsumer(
+        db=database_from_settings(settings),
+        persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name),
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+    )
+
+
+@init_environment(ProcessorSettings)
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return _consumer().process(event, context)

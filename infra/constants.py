@@ -1,0 +1,219 @@
+"""Every name, size, timeout and retention of the CDK app, in one place.
+
+Changing a value here changes the deployed system; constructs never hard-code their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from aws_cdk import Duration
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
+
+# --- Repository layout (assets are resolved from here, whatever the working directory) ------------------
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR: Final = REPO_ROOT / "functions"
+LAYERS_BUILD_DIR: Final = REPO_ROOT / "build" / "layers"
+DEPS_LAYER_DIR: Final = LAYERS_BUILD_DIR / "deps"
+DOMAIN_LAYER_DIR: Final = LAYERS_BUILD_DIR / "domain"
+
+# --- App ---------------------------------------------------------------------------------------------
+STACK_NAME: Final = "ComplianceControlPlane"
+STACK_DESCRIPTION: Final = "Compliance control plane of the LLM cost-ops platform (API, ingest, PostgreSQL)."
+DEFAULT_OUTDIR: Final = "cdk.out"
+TAGS: Final = {"service": "compliance-control-plane", "data-classification": "confidential"}
+
+# Context the CDK CLI would pass, set here so `build_app().synth()` from Python behaves the same, plus the
+# feature flags this app relies on (cdk.json context is only read by the CLI).
+APP_CONTEXT: Final = {
+    # aws:asset:path / aws:cdk:path metadata: the local runtime finds asset folders through them.
+    "aws:cdk:enable-asset-metadata": True,
+    "aws:cdk:enable-path-metadata": True,
+    # A layer change (e.g. a new migration in the domain layer) must change the function's version hash,
+    # so the migration Trigger, which targets the current version, runs again.
+    "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
+    "@aws-cdk/aws-lambda:recognizeVersionProps": True,
+    "@aws-cdk/aws-iam:minimizePolicies": True,
+    "@aws-cdk/aws-kms:reduceCrossAccountRegionPolicyScope": True,
+    "@aws-cdk/core:target-partitions": ["aws"],
+}
+
+# --- Lambda ------------------------------------------------------------------------------------------
+LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_13
+LAMBDA_ARCHITECTURE: Final = lambda_.Architecture.ARM_64
+LOG_RETENTION: Final = logs.RetentionDays.ONE_YEAR
+LOG_RETENTION_DAYS: Final = 365  # the same, as a number (what the template holds)
+POWERTOOLS_SERVICE_NAME: Final = "compliance"
+POWERTOOLS_METRICS_NAMESPACE: Final = "ComplianceControlPlane"
+POWERTOOLS_LOG_LEVEL: Final = "INFO"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function: where its code is, its handler and its sizing."""
+
+    code_dir: str
+    handler: str
+    description: str
+    memory_mb: int
+    timeout: Duration
+    # None = unreserved. Reserved concurrency caps what a function can do to what is behind it.
+    reserved_concurrency: int | None
+
+
+AUTHORIZER_FN: Final = FunctionSpec(
+    code_dir="auth",
+    handler="authorizer.handler",
+    description="API Gateway REQUEST authorizer: resolves a Bearer API key to a principal.",
+    memory_mb=512,
+    timeout=Duration.seconds(10),
+    reserved_concurrency=20,
+)
+INGEST_API_FN: Final = FunctionSpec(
+    code_dir="ingest",
+    handler="api.handler",
+    description="POST /v1/usage: validates usage records and enqueues them.",
+    memory_mb=512,
+    timeout=Duration.seconds(10),
+    reserved_concurrency=50,
+)
+PROCESSOR_FN: Final = FunctionSpec(
+    code_dir="ingest",
+    handler="processor.handler",
+    description="Consumes the ingest queue and writes usage records to PostgreSQL.",
+    memory_mb=1024,
+    timeout=Duration.seconds(60),
+    reserved_concurrency=5,
+)
+ADMIN_API_FN: Final = FunctionSpec(
+    code_dir="admin",
+    handler="api.handler",
+    description="API key administration: /v1/api-keys.",
+    memory_mb=512,
+    timeout=Duration.seconds(15),
+    reserved_concurrency=5,
+)
+MIGRATION_FN: Final = FunctionSpec(
+    code_dir="database",
+    handler="migrate.handler",
+    description="Applies database migrations (run by a deploy-time trigger when it changes).",
+    memory_mb=512,
+    timeout=Duration.minutes(5),
+    reserved_concurrency=1,
+)
+MIGRATION_TRIGGER_TIMEOUT: Final = Duration.minutes(10)
+
+# --- Network -----------------------------------------------------------------------------------------
+VPC_CIDR: Final = "10.40.0.0/16"
+VPC_MAX_AZS: Final = 2
+VPC_SUBNET_CIDR_MASK: Final = 22
+ISOLATED_SUBNETS: Final = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+HTTPS_PORT: Final = 443
+INTERFACE_ENDPOINTS: Final = {
+    "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
+    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+    "XRay": ec2.InterfaceVpcEndpointAwsService.XRAY,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+}
+
+# --- Database ----------------------------------------------------------------------------------------
+DB_ENGINE_VERSION: Final = rds.PostgresEngineVersion.VER_17_9
+DB_INSTANCE_TYPE: Final = ec2.InstanceType.of(ec2.InstanceClass.BURSTABLE4_GRAVITON, ec2.InstanceSize.MEDIUM)
+DB_NAME: Final = "compliance"
+# Not the engine default (5432): AwsSolutions-RDS11. Clients reach the instance through the proxy (5432);
+# only the migration and rotation functions connect to this port directly.
+DB_INSTANCE_PORT: Final = 5433
+DB_PROXY_PORT: Final = 5432
+DB_PROXY_NAME_SUFFIX: Final = "proxy"
+DB_MASTER_USERNAME: Final = "compliance_admin"
+DB_APP_USERNAME: Final = "compliance_app"
+DB_ALLOCATED_STORAGE_GB: Final = 20
+DB_MAX_ALLOCATED_STORAGE_GB: Final = 200
+DB_BACKUP_RETENTION: Final = Duration.days(14)
+DB_PREFERRED_BACKUP_WINDOW: Final = "03:00-04:00"
+DB_PREFERRED_MAINTENANCE_WINDOW: Final = "sun:04:30-sun:05:30"
+DB_MONITORING_INTERVAL: Final = Duration.seconds(60)
+DB_PERFORMANCE_INSIGHTS_RETENTION: Final = rds.PerformanceInsightRetention.DEFAULT
+DB_LOG_EXPORTS: Final = ("postgresql", "upgrade")
+DB_PARAMETERS: Final = {
+    "rds.force_ssl": "1",
+    "log_connections": "1",
+    "log_disconnections": "1",
+    # Statements slower than this (ms) are logged: enough to find slow queries, too few to flood the log.
+    "log_min_duration_statement": "1000",
+}
+DB_SECRET_ROTATION: Final = Duration.days(30)
+DB_PROXY_BORROW_TIMEOUT: Final = Duration.seconds(30)
+DB_PROXY_MAX_CONNECTIONS_PERCENT: Final = 80
+DB_AUTH: Final = "iam"
+DB_SSLMODE: Final = "require"
+MIGRATIONS_DIR: Final = "/opt/migrations"
+
+# AWS Backup (independent of RDS automated backups; a vault with its own retention).
+BACKUP_DELETE_AFTER: Final = Duration.days(35)
+BACKUP_SCHEDULE_HOUR_UTC: Final = "5"
+
+# --- Ingest ------------------------------------------------------------------------------------------
+INGEST_BATCH_SIZE: Final = 10
+INGEST_MAX_BATCHING_WINDOW: Final = Duration.seconds(1)
+INGEST_MAX_RECEIVE_COUNT: Final = 3
+# AWS guidance for Lambda consumers: visibility timeout at least 6x the function timeout.
+INGEST_VISIBILITY_TIMEOUT: Final = Duration.seconds(PROCESSOR_FN.timeout.to_seconds() * 6)
+INGEST_RETENTION: Final = Duration.days(4)
+INGEST_DLQ_RETENTION: Final = Duration.days(14)
+INGEST_OLDEST_MESSAGE_ALARM_AGE: Final = Duration.minutes(15)
+IDEMPOTENCY_PARTITION_KEY: Final = "id"
+IDEMPOTENCY_TTL_ATTRIBUTE: Final = "expiration"
+
+# --- API ---------------------------------------------------------------------------------------------
+API_NAME: Final = "compliance-control-plane"
+API_STAGE_NAME: Final = "prod"
+API_THROTTLE_RATE_LIMIT: Final = 100
+API_THROTTLE_BURST_LIMIT: Final = 200
+AUTHORIZER_IDENTITY_HEADER: Final = "Authorization"
+AUTHORIZER_CACHE_TTL: Final = Duration.seconds(30)
+WAF_RATE_LIMIT_PER_5_MIN: Final = 2000
+PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
+PROBLEM_TYPE_BASE: Final = "https://docs.compliance.invalid/problems/"
+
+# --- Observability -----------------------------------------------------------------------------------
+ALARM_EVALUATION_PERIOD: Final = Duration.minutes(1)
+WAF_LOG_GROUP_PREFIX: Final = "aws-waf-logs-"  # WAF only logs to groups whose name starts with this
+
+
+@dataclass(frozen=True)
+class ProblemResponse:
+    """An API Gateway gateway response rendered as RFC 9457 problem details."""
+
+    response_type: str  # API Gateway ResponseType name
+    status: int
+    title: str
+    detail: str
+
+
+# Errors API Gateway raises itself (before or instead of a function); the functions' own errors are already
+# problem+json (compliance.api.problems). Titles match compliance.errors so clients see one vocabulary.
+GATEWAY_PROBLEMS: Final = (
+    ProblemResponse("UNAUTHORIZED", 401, "Unauthorized", "missing or invalid API key"),
+    ProblemResponse("ACCESS_DENIED", 403, "Forbidden", "the API key may not perform this request"),
+    # API Gateway answers an unknown path or method with MISSING_AUTHENTICATION_TOKEN (403): it is a 404.
+    ProblemResponse("MISSING_AUTHENTICATION_TOKEN", 404, "Not found", "no such resource"),
+    ProblemResponse("RESOURCE_NOT_FOUND", 404, "Not found", "no such resource"),
+    ProblemResponse("BAD_REQUEST_BODY", 400, "Invalid request", "the request body is invalid"),
+    ProblemResponse("BAD_REQUEST_PARAMETERS", 400, "Invalid request", "the request parameters are invalid"),
+    ProblemResponse("REQUEST_TOO_LARGE", 413, "Payload too large", "the request is too large"),
+    ProblemResponse("UNSUPPORTED_MEDIA_TYPE", 415, "Unsupported media type", "send application/json"),
+    ProblemResponse("THROTTLED", 429, "Too many requests", "request rate exceeded, retry later"),
+    ProblemResponse("QUOTA_EXCEEDED", 429, "Too many requests", "request quota exceeded"),
+    ProblemResponse("WAF_FILTERED", 403, "Forbidden", "the request was blocked"),
+    ProblemResponse("INTEGRATION_FAILURE", 502, "Bad gateway", "the service failed to answer"),
+    ProblemResponse("INTEGRATION_TIMEOUT", 504, "Gateway timeout", "the service did not answer in time"),
+    ProblemResponse("DEFAULT_4XX", 400, "Bad request", "the request could not be processed"),
+    ProblemResponse("DEFAULT_5XX", 500, "Internal error", "the request failed, retry later"),
+)

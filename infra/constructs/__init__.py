@@ -1,0 +1,1 @@
+"""One construct per domain; ``stack.py`` composes them."""

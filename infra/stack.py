@@ -1,0 +1,58 @@
+"""The one stack: composes the domain constructs and wires them together (no resources of its own)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from constructs import Construct
+
+from infra import constants as c
+from infra.constructs.api import Api
+from infra.constructs.database import Database
+from infra.constructs.ingest import Ingest
+from infra.constructs.layers import Layers
+from infra.constructs.network import Network
+from infra.constructs.observability import Observability
+from infra.constructs.security import Security
+
+
+class ComplianceControlPlaneStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str = c.STACK_NAME, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, description=c.STACK_DESCRIPTION, **kwargs)
+        for name, value in c.TAGS.items():
+            # DBProxyTargetGroup has no Tags property (CloudFormation validation warns F3002).
+            Tags.of(self).add(name, value, exclude_resource_types=["AWS::RDS::DBProxyTargetGroup"])
+
+        self.security = Security(self, "Security")
+        key = self.security.key
+        self.network = Network(self, "Network", key=key)
+        self.layers = Layers(self, "Layers")
+        self.database = Database(self, "Database", network=self.network, key=key, layers=self.layers.all)
+        self.ingest = Ingest(
+            self, "Ingest", network=self.network, database=self.database, key=key, layers=self.layers.all
+        )
+        self.api = Api(
+            self,
+            "Api",
+            network=self.network,
+            database=self.database,
+            ingest_function=self.ingest.api.function,
+            key=key,
+            layers=self.layers.all,
+        )
+        self.observability = Observability(self, "Observability", alarm_topic=self.security.alarm_topic)
+        self.observability.alarm_on_queues(
+            work_queues=[self.ingest.queue], dead_letter_queues=self.ingest.dead_letter_queues
+        )
+        # Functions that read the schema deploy after this deploy's migrations ran.
+        self.database.run_migrations_before(
+            self.api.authorizer_function, self.api.admin_function, self.ingest.processor
+        )
+
+        # Stable output names for operators, the e2e tests and the local runtime.
+        CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the REST API stage")
+        CfnOutput(self, "IngestQueueUrl", value=self.ingest.queue.queue_url)
+        CfnOutput(self, "IngestDeadLetterQueueUrl", value=self.ingest.dead_letter_queue.queue_url)
+        CfnOutput(self, "DatabaseProxyEndpoint", value=self.database.proxy.endpoint)
+        CfnOutput(self, "AlarmTopicArn", value=self.security.alarm_topic.topic_arn)

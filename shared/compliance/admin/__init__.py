@@ -1,0 +1,1 @@
+"""Organisation administration: API keys."""

@@ -1,0 +1,1 @@
+"""What every HTTP handler shares: problem+json errors and the caller's identity."""

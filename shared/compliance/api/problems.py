@@ -1,0 +1,76 @@
+"""RFC 9457 problem details: the one place where domain errors become HTTP responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from compliance.errors import DomainError
+from compliance.observability import logger, metrics
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://docs.compliance.invalid/problems/"
+
+# A list that exceeds its limit means the request is too large, not malformed (413, not 400).
+_TOO_LARGE_FIELDS = {("body", "records")}
+
+
+def problem(status: int, title: str, detail: str, *, request_id: str | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + title.lower().replace(" ", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if request_id:
+        body["instance"] = f"urn:request:{request_id}"
+    body.update({key: value for key, value in extra.items() if value is not None})
+    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body, default=str))
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Say which field failed and why, never echoing the input (it may hold personal data)."""
+    out = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        out.append({"field": ".".join(loc) or "body", "type": str(err.get("type", "")), "message": str(err.get("msg", ""))})
+    return out
+
+
+def _is_too_large(errors: Sequence[Mapping[str, Any]]) -> bool:
+    return any(
+        err.get("type") == "too_long" and tuple(err.get("loc", ()))[:2] in _TOO_LARGE_FIELDS for err in errors
+    )
+
+
+def register_error_handlers(app: APIGatewayRestResolver) -> None:
+    """Map request validation and typed domain errors to problem+json, once for every API function."""
+
+    def request_id() -> str | None:
+        return app.current_event.request_context.request_id
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        metrics_name = "RequestTooLarge" if _is_too_large(errors) else "RequestInvalid"
+        metrics.add_metric(name=metrics_name, unit="Count", value=1)
+        if _is_too_large(errors):
+            return problem(413, "Payload too large", "too many items in the request", request_id=request_id())
+        return problem(
+            400, "Invalid request", "the request body or parameters are invalid",
+            request_id=request_id(), errors=field_errors(errors),
+        )
+
+    @app.exception_handler(DomainError)
+    def _domain_error(exc: DomainError) -> Response:
+        if exc.status >= 500:
+            logger.error("domain error", extra={"error_type": type(exc).__name__, "detail": exc.detail})
+        return problem(exc.status, exc.title, exc.detail, request_id=request_id(), **exc.extra)
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response:
+        return problem(404, "Not found", "no such resource", request_id=request_id())

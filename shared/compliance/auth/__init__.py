@@ -1,0 +1,1 @@
+"""Authentication primitives: API key generation, parsing and verification."""

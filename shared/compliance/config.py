@@ -1,0 +1,111 @@
+"""Function settings: validated pydantic models built once, at the edge, from the environment.
+
+This is the only module that reads ``os.environ``. A handler declares its model with
+``@init_environment(Model)``: the model is validated when the handler module is imported
+(the cold start), so a misconfigured function fails before its first event, and the
+validated instance is cached per model class for ``get_settings(Model)``.
+
+Keep one settings class per function: the local runtime loads every function into one
+interpreter, and the cache is keyed by class.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from compliance.errors import ConfigurationError
+
+M = TypeVar("M", bound="EnvSettings")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_cache: dict[type[EnvSettings], EnvSettings] = {}
+
+
+class EnvSettings(BaseModel):
+    """Base of every settings model: fields are read from upper-cased environment variables."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def from_environ(cls: type[M], environ: Mapping[str, str] | None = None) -> M:
+        source = os.environ if environ is None else environ
+        values = {name: source[name.upper()] for name in cls.model_fields if name.upper() in source}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            # Name the variables, never echo their values (they may be secrets).
+            bad = sorted({str(err["loc"][0]).upper() for err in exc.errors() if err["loc"]})
+            raise ConfigurationError(f"{cls.__name__}: missing or invalid environment variables {bad}") from exc
+
+
+class DatabaseSettings(EnvSettings):
+    """How a function reaches PostgreSQL (RDS Proxy with IAM auth in AWS)."""
+
+    db_host: str = Field(min_length=1)
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str = Field(min_length=1)
+    db_user: str = Field(min_length=1)
+    db_auth: Literal["iam", "secret"] = "iam"
+    db_secret_arn: str | None = None
+    db_sslmode: Literal["require", "verify-ca", "verify-full"] = "require"
+    db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
+    aws_region: str = Field(default="us-east-1", min_length=1)
+
+
+class AuthorizerSettings(DatabaseSettings):
+    pass
+
+
+class IngestApiSettings(EnvSettings):
+    ingest_queue_url: str = Field(min_length=1)
+
+
+class ProcessorSettings(DatabaseSettings):
+    idempotency_table_name: str = Field(min_length=1)
+    idempotency_ttl_s: int = Field(default=86_400, ge=60)
+
+
+class AdminApiSettings(DatabaseSettings):
+    pass
+
+
+class MigrationSettings(EnvSettings):
+    """The migration function logs in as the master user (direct to the instance, not the proxy)."""
+
+    db_host: str = Field(min_length=1)
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str = Field(min_length=1)
+    db_secret_arn: str = Field(min_length=1)
+    db_app_secret_arn: str = Field(min_length=1)
+    db_app_user: str = Field(min_length=1)
+    db_sslmode: Literal["require", "verify-ca", "verify-full"] = "require"
+    migrations_dir: str = Field(default="/opt/migrations", min_length=1)
+    aws_region: str = Field(default="us-east-1", min_length=1)
+
+
+def init_environment(model: type[M]) -> Callable[[F], F]:
+    """First decorator of every handler: validate the environment at import, fail fast."""
+    settings = model.from_environ()
+    _cache[model] = settings
+
+    def decorate(handler: F) -> F:
+        @functools.wraps(handler)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return handler(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def get_settings(model: type[M]) -> M:
+    """The settings validated by ``init_environment`` for this model."""
+    try:
+        return _cache[model]  # type: ignore[return-value]
+    except KeyError:
+        raise ConfigurationError(f"{model.__name__} was never initialised by @init_environment") from None

@@ -1,0 +1,42 @@
+"""Deploy-time work: bring the database schema and the application login up to date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from compliance.aws.clients import client
+from compliance.aws.secrets import read_json_secret
+from compliance.config import MigrationSettings
+from compliance.db import migrate
+from compliance.observability import logger
+
+
+class MigrationReport(BaseModel):
+    applied: list[str]
+    current_version: int | None
+
+
+def apply_migrations(settings: MigrationSettings) -> MigrationReport:
+    """Log in as the master user, (re)set the app user's password from its secret, migrate up."""
+    import psycopg
+
+    secrets = client("secretsmanager")
+    master = read_json_secret(secrets, settings.db_secret_arn)
+    app_password = read_json_secret(secrets, settings.db_app_secret_arn)["password"]
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=settings.db_host,
+        port=settings.db_port,
+        dbname=settings.db_name,
+        user=master["username"],
+        password=master["password"],
+        sslmode=settings.db_sslmode,
+        connect_timeout=10,
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        migrate.ensure_app_user(conn, settings.db_app_user, app_password)
+        applied = migrate.up(conn, Path(settings.migrations_dir))
+        current = migrate.current_version(conn)
+    logger.info("migrations applied", extra={"applied": applied, "current_version": current})
+    return MigrationReport(applied=applied, current_version=current)

@@ -1,0 +1,1 @@
+"""The usage-ingest slice: accept batches over HTTP, queue them, store them exactly once."""

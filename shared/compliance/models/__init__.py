@@ -1,0 +1,1 @@
+"""Request, response and message bodies: pydantic models carrying their limits on the fields."""
