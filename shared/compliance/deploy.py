@@ -19,7 +19,7 @@ class MigrationReport(BaseModel):
 
 
 def apply_migrations(settings: MigrationSettings) -> MigrationReport:
-    """Log in as the master user, (re)set the app user's password from its secret, migrate up."""
+    """Log in as the master user, migrate up, (re)set the app user's password from its secret."""
     import psycopg
 
     secrets = client("secretsmanager")
@@ -35,8 +35,9 @@ def apply_migrations(settings: MigrationSettings) -> MigrationReport:
         connect_timeout=10,
     )
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        migrate.ensure_app_user(conn, settings.db_app_user, app_password)
+        # Migrations create the group role the app user joins, so they run first.
         applied = migrate.up(conn, Path(settings.migrations_dir))
+        migrate.ensure_app_user(conn, settings.db_app_user, app_password)
         current = migrate.current_version(conn)
     logger.info("migrations applied", extra={"applied": applied, "current_version": current})
     return MigrationReport(applied=applied, current_version=current)

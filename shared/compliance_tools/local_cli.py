@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,11 @@ def boot(
 
 def up(*, port: int, state_dir: Path, synth: bool) -> int:
     runtime, seed = boot(state_dir=state_dir, synth=synth, port=port)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # A flag, not an Event: a handler calling Event.set() can deadlock against the main
+    # thread's own Event.wait() (both take the condition's non-reentrant lock).
+    stopping: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _: stopping.append(signum))
+    signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
     try:
         base = f"http://127.0.0.1:{runtime.api_port}"
         print(f"\nCompliance control plane is up: {base}  (Ctrl-C stops it; data kept in {state_dir})")
@@ -57,7 +59,8 @@ def up(*, port: int, state_dir: Path, synth: bool) -> int:
         print("routes:")
         for line in runtime.route_lines():
             print(f"  {line}")
-        stop.wait()
+        while not stopping:
+            time.sleep(0.2)
     finally:
         print("stopping...", flush=True)
         runtime.stop()

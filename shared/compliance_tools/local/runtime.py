@@ -366,6 +366,31 @@ class LocalRuntime:
                 logger.debug("output %s not resolvable locally: %s", name, exc)
         return values
 
+    def database_name(self) -> str | None:
+        """The initial database of the template's first RDS instance/cluster (``DBName``/``DatabaseName``)."""
+        for logical_id, resource in self.template.of_type("AWS::RDS::DBInstance", "AWS::RDS::DBCluster"):
+            properties = resource.get("Properties", {})
+            name = properties.get("DBName") or properties.get("DatabaseName")
+            if name is not None:
+                return str(self.resolve(name)) if self.resolver is not None else str(name)
+            logger.debug("%s has no initial database", logical_id)
+        return None
+
+    def database_dsn(self, dbname: str | None = None) -> str:
+        """Superuser DSN of the embedded PostgreSQL, for the template's database by default (seeding)."""
+        if self._pg is None:
+            raise RuntimeError("no embedded PostgreSQL: the runtime is not started or runs without one")
+        name = dbname or self.database_name()
+        if name is None:
+            raise RuntimeError("the template has no RDS database name; pass dbname")
+        return self._pg.dsn(name)
+
+    def route_lines(self) -> list[str]:
+        """One line per API method served (empty without an API server)."""
+        if self._api_server is None:
+            return []
+        return [route.describe() for route in self._api_server.routes]
+
     def resolve(self, value: Any) -> Any:
         """Evaluate a template value (intrinsics) against the local resources."""
         if self.resolver is None:
