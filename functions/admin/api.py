@@ -32,8 +32,12 @@ def _db() -> Database:
 @app.post("/v1/api-keys")
 def create_key(request: ApiKeyCreate, principal: Admin) -> Response[str]:
     created = api_keys.create_api_key(_db(), principal, request, now=datetime.now(UTC))
-    return Response(status_code=201, content_type="application/json", body=created.model_dump_json(),
-                    headers={"Cache-Control": "no-store"})
+    return Response(
+        status_code=201,
+        content_type="application/json",
+        body=created.model_dump_json(),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @app.get("/v1/api-keys")

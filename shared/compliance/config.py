@@ -40,7 +40,9 @@ class EnvSettings(BaseModel):
         except ValidationError as exc:
             # Name the variables, never echo their values (they may be secrets).
             bad = sorted({str(err["loc"][0]).upper() for err in exc.errors() if err["loc"]})
-            raise ConfigurationError(f"{cls.__name__}: missing or invalid environment variables {bad}") from exc
+            raise ConfigurationError(
+                f"{cls.__name__}: missing or invalid environment variables {bad}"
+            ) from exc
 
 
 class DatabaseSettings(EnvSettings):

@@ -17,32 +17,32 @@ class DomainError(Exception):
         self.extra = extra
 
 
-class ValidationFailed(DomainError):
+class ValidationFailedError(DomainError):
     status = 400
     title = "Invalid request"
 
 
-class PayloadTooLarge(DomainError):
+class PayloadTooLargeError(DomainError):
     status = 413
     title = "Payload too large"
 
 
-class Unauthenticated(DomainError):
+class UnauthenticatedError(DomainError):
     status = 401
     title = "Unauthorized"
 
 
-class Forbidden(DomainError):
+class ForbiddenError(DomainError):
     status = 403
     title = "Forbidden"
 
 
-class NotFound(DomainError):
+class NotFoundError(DomainError):
     status = 404
     title = "Not found"
 
 
-class Conflict(DomainError):
+class ConflictError(DomainError):
     status = 409
     title = "Conflict"
 

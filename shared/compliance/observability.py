@@ -53,7 +53,8 @@ class LazyTracer:
         return wrapper  # type: ignore[return-value]
 
     def put_annotation(self, key: str, value: str | int | float | bool) -> None:
-        self.real.put_annotation(key=key, value=value)
+        # Powertools annotates value as numbers.Number, which int and float do not satisfy statically.
+        self.real.put_annotation(key=key, value=value)  # type: ignore[arg-type]
 
     def put_metadata(self, key: str, value: Any) -> None:
         self.real.put_metadata(key=key, value=value)

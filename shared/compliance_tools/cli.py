@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--event", type=Path, required=True)
     invoke.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
 
-    migrate = sub.add_parser("migrate", help="apply or roll back migrations (DATABASE_URL or the local database)")
+    migrate = sub.add_parser(
+        "migrate", help="apply or roll back migrations (DATABASE_URL or the local database)"
+    )
     migrate.add_argument("direction", choices=["up", "down", "status"])
     migrate.add_argument("--steps", type=int, default=1, help="for down: how many migrations to roll back")
     migrate.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)

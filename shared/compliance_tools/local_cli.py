@@ -15,7 +15,12 @@ CURL_BODY = "docs/examples/usage-batch.json"
 
 
 def boot(
-    *, state_dir: Path, synth: bool, port: int = 0, start_api: bool = True, quiet_seed: bool = False,
+    *,
+    state_dir: Path,
+    synth: bool,
+    port: int = 0,
+    start_api: bool = True,
+    quiet_seed: bool = False,
     **runtime_options: Any,
 ) -> tuple[LocalRuntime, Any]:
     """Synthesize (or reuse cdk.out), boot the template, seed the demo organisation."""
@@ -32,7 +37,11 @@ def boot(
         seeded.append(seed_demo(runtime.database_dsn(), state_dir))
 
     runtime = LocalRuntime(
-        DEFAULT_ASSEMBLY_DIR, data_dir=state_dir, api_port=port, start_api=start_api, on_ready=on_ready,
+        DEFAULT_ASSEMBLY_DIR,
+        data_dir=state_dir,
+        api_port=port,
+        start_api=start_api,
+        on_ready=on_ready,
         **runtime_options,
     ).start()
     return runtime, seeded[0]
@@ -48,14 +57,20 @@ def up(*, port: int, state_dir: Path, synth: bool) -> int:
     try:
         base = f"http://127.0.0.1:{runtime.api_port}"
         print(f"\nCompliance control plane is up: {base}  (Ctrl-C stops it; data kept in {state_dir})")
-        print(f"demo organisation {seed.org_id}; admin + ingest API key (kept in {state_dir}):\n  {seed.admin_key}\n")
+        print(
+            f"demo organisation {seed.org_id}; admin + ingest API key (kept in {state_dir}):\n  {seed.admin_key}\n"
+        )
         print("try:")
         print(f"  KEY={seed.admin_key}")
-        print(f"  curl -s -X POST {base}/v1/usage -H \"Authorization: Bearer $KEY\" "
-              f"-H 'Content-Type: application/json' -d @{CURL_BODY}")
-        print(f"  curl -s {base}/v1/api-keys -H \"Authorization: Bearer $KEY\"")
-        print(f"  curl -s -X POST {base}/v1/api-keys -H \"Authorization: Bearer $KEY\" "
-              "-H 'Content-Type: application/json' -d '{\"name\": \"gateway\", \"roles\": [\"ingest\"]}'")
+        print(
+            f'  curl -s -X POST {base}/v1/usage -H "Authorization: Bearer $KEY" '
+            f"-H 'Content-Type: application/json' -d @{CURL_BODY}"
+        )
+        print(f'  curl -s {base}/v1/api-keys -H "Authorization: Bearer $KEY"')
+        print(
+            f'  curl -s -X POST {base}/v1/api-keys -H "Authorization: Bearer $KEY" '
+            '-H \'Content-Type: application/json\' -d \'{"name": "gateway", "roles": ["ingest"]}\''
+        )
         print("routes:")
         for line in runtime.route_lines():
             print(f"  {line}")
@@ -81,8 +96,14 @@ def invoke(function: str, event: Any, *, state_dir: Path) -> int:
     try:
         read_state(state_path(state_dir))
     except RuntimeNotRunningError:
-        runtime, _ = boot(state_dir=state_dir, synth=False, start_api=False, start_pollers=False,
-                          start_scheduler=False, write_state_file=False)
+        runtime, _ = boot(
+            state_dir=state_dir,
+            synth=False,
+            start_api=False,
+            start_pollers=False,
+            start_scheduler=False,
+            write_state_file=False,
+        )
         try:
             outcome = runtime.invoke_result(function, event)
             answer: dict[str, Any] = (

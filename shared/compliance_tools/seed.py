@@ -53,7 +53,12 @@ def create_key(conn: psycopg.Connection[Any], org_id: UUID, name: str, roles: li
     """Insert an API key for ``org_id`` (owner connection) and return its plaintext, shown once."""
     generated = generate_api_key()
     api_keys_repo.insert_api_key(
-        conn, org_id=org_id, name=name, prefix=generated.prefix, secret_hash=generated.secret_hash,
-        roles=roles, expires_at=None,
+        conn,
+        org_id=org_id,
+        name=name,
+        prefix=generated.prefix,
+        secret_hash=generated.secret_hash,
+        roles=roles,
+        expires_at=None,
     )
     return generated.plaintext

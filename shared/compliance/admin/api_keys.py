@@ -8,14 +8,16 @@ from uuid import UUID
 from compliance.auth.keys import generate_api_key
 from compliance.db import api_keys as api_keys_repo
 from compliance.db.connection import Database
-from compliance.errors import NotFound, ValidationFailed
+from compliance.errors import NotFoundError, ValidationFailedError
 from compliance.models.auth import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, Principal
 from compliance.observability import logger
 
 
-def create_api_key(db: Database, principal: Principal, request: ApiKeyCreate, *, now: datetime) -> ApiKeyCreated:
+def create_api_key(
+    db: Database, principal: Principal, request: ApiKeyCreate, *, now: datetime
+) -> ApiKeyCreated:
     if request.expires_at is not None and request.expires_at <= now:
-        raise ValidationFailed("expires_at must be in the future")
+        raise ValidationFailedError("expires_at must be in the future")
     generated = generate_api_key()
     with db.tenant(principal.org_id) as conn:
         stored = api_keys_repo.insert_api_key(
@@ -27,8 +29,14 @@ def create_api_key(db: Database, principal: Principal, request: ApiKeyCreate, *,
             roles=sorted(set(request.roles)),
             expires_at=request.expires_at,
         )
-    logger.info("api key created", extra={"key_id": str(stored.id), "by_key_id": str(principal.key_id),
-                                          "roles": [r.value for r in stored.roles]})
+    logger.info(
+        "api key created",
+        extra={
+            "key_id": str(stored.id),
+            "by_key_id": str(principal.key_id),
+            "roles": [r.value for r in stored.roles],
+        },
+    )
     return ApiKeyCreated(**stored.model_dump(), key=generated.plaintext)
 
 
@@ -42,7 +50,7 @@ def get_api_key(db: Database, principal: Principal, key_id: UUID) -> ApiKeyOut:
         key = api_keys_repo.get_api_key(conn, key_id)
     if key is None:
         # Another organisation's key is indistinguishable from a missing one (RLS hides it).
-        raise NotFound("no such API key")
+        raise NotFoundError("no such API key")
     return key
 
 
@@ -50,6 +58,6 @@ def revoke_api_key(db: Database, principal: Principal, key_id: UUID, *, now: dat
     with db.tenant(principal.org_id) as conn:
         key = api_keys_repo.revoke_api_key(conn, key_id, now)
     if key is None:
-        raise NotFound("no such API key")
+        raise NotFoundError("no such API key")
     logger.info("api key revoked", extra={"key_id": str(key_id), "by_key_id": str(principal.key_id)})
     return key

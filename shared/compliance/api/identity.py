@@ -8,7 +8,7 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from compliance.errors import Forbidden, Unauthenticated
+from compliance.errors import ForbiddenError, UnauthenticatedError
 from compliance.models.auth import Principal, Role
 
 ROLES_SEPARATOR = ","
@@ -26,12 +26,12 @@ def principal_context(principal: Principal) -> dict[str, str]:
 def principal_from_context(authorizer: dict[str, Any] | None) -> Principal:
     if not authorizer or "org_id" not in authorizer:
         # A route without the authorizer is a wiring bug; refuse rather than serve anonymously.
-        raise Unauthenticated("no authenticated principal")
+        raise UnauthenticatedError("no authenticated principal")
     try:
         roles = frozenset(Role(r) for r in str(authorizer.get("roles", "")).split(ROLES_SEPARATOR) if r)
         return Principal(org_id=UUID(authorizer["org_id"]), key_id=UUID(authorizer["key_id"]), roles=roles)
     except (KeyError, ValueError) as exc:
-        raise Unauthenticated("malformed authorizer context") from exc
+        raise UnauthenticatedError("malformed authorizer context") from exc
 
 
 def require(app: APIGatewayRestResolver, allowed: Iterable[Role]) -> Callable[[], Principal]:
@@ -41,7 +41,7 @@ def require(app: APIGatewayRestResolver, allowed: Iterable[Role]) -> Callable[[]
     def dependency() -> Principal:
         principal = principal_from_context(app.current_event.request_context.authorizer.raw_event)
         if not principal.roles & allowed_roles:
-            raise Forbidden("this API key lacks a role allowed on this route")
+            raise ForbiddenError("this API key lacks a role allowed on this route")
         return principal
 
     return dependency

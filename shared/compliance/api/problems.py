@@ -19,7 +19,9 @@ PROBLEM_TYPE_BASE = "https://docs.compliance.invalid/problems/"
 _TOO_LARGE_FIELDS = {("body", "records")}
 
 
-def problem(status: int, title: str, detail: str, *, request_id: str | None = None, **extra: Any) -> Response:
+def problem(
+    status: int, title: str, detail: str, *, request_id: str | None = None, **extra: Any
+) -> Response[str]:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + title.lower().replace(" ", "-"),
         "title": title,
@@ -37,7 +39,13 @@ def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     out = []
     for err in errors:
         loc = [str(part) for part in err.get("loc", ()) if part != "body"]
-        out.append({"field": ".".join(loc) or "body", "type": str(err.get("type", "")), "message": str(err.get("msg", ""))})
+        out.append(
+            {
+                "field": ".".join(loc) or "body",
+                "type": str(err.get("type", "")),
+                "message": str(err.get("msg", "")),
+            }
+        )
     return out
 
 
@@ -53,24 +61,30 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     def request_id() -> str | None:
         return app.current_event.request_context.request_id
 
-    @app.exception_handler(RequestValidationError)
-    def _invalid_request(exc: RequestValidationError) -> Response:
+    def _invalid_request(exc: RequestValidationError) -> Response[str]:
         errors = list(exc.errors())
         metrics_name = "RequestTooLarge" if _is_too_large(errors) else "RequestInvalid"
         metrics.add_metric(name=metrics_name, unit="Count", value=1)
         if _is_too_large(errors):
             return problem(413, "Payload too large", "too many items in the request", request_id=request_id())
         return problem(
-            400, "Invalid request", "the request body or parameters are invalid",
-            request_id=request_id(), errors=field_errors(errors),
+            400,
+            "Invalid request",
+            "the request body or parameters are invalid",
+            request_id=request_id(),
+            errors=field_errors(errors),
         )
 
-    @app.exception_handler(DomainError)
-    def _domain_error(exc: DomainError) -> Response:
+    def _domain_error(exc: DomainError) -> Response[str]:
         if exc.status >= 500:
             logger.error("domain error", extra={"error_type": type(exc).__name__, "detail": exc.detail})
         return problem(exc.status, exc.title, exc.detail, request_id=request_id(), **exc.extra)
 
-    @app.not_found
-    def _not_found(_: Exception) -> Response:
+    def _not_found(_: Exception) -> Response[str]:
         return problem(404, "Not found", "no such resource", request_id=request_id())
+
+    # Registered by call, not as decorators: Powertools' exception_handler/not_found are unannotated,
+    # so decorating would erase the handlers' types under mypy strict.
+    app.exception_handler(RequestValidationError)(_invalid_request)
+    app.exception_handler(DomainError)(_domain_error)
+    app.not_found(_not_found)

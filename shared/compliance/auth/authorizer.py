@@ -9,7 +9,7 @@ from compliance.api.identity import principal_context
 from compliance.auth.keys import parse_api_key, verify_secret
 from compliance.db import api_keys as api_keys_repo
 from compliance.db.connection import Database
-from compliance.errors import Unauthenticated
+from compliance.errors import UnauthenticatedError
 from compliance.models.auth import Principal, Role
 from compliance.observability import logger, metrics
 
@@ -26,23 +26,23 @@ class UnauthorizedError(Exception):
 
 def bearer_token(authorization: str | None) -> str:
     if not authorization or len(authorization) > MAX_HEADER_CHARS:
-        raise Unauthenticated("missing or oversized Authorization header")
+        raise UnauthenticatedError("missing or oversized Authorization header")
     if authorization[: len(BEARER)].lower() != BEARER:
-        raise Unauthenticated("Authorization must use the Bearer scheme")
+        raise UnauthenticatedError("Authorization must use the Bearer scheme")
     return authorization[len(BEARER) :].strip()
 
 
 def authenticate(db: Database, authorization: str | None, *, now: datetime) -> Principal:
-    """Resolve a bearer API key to its principal, or raise Unauthenticated (one reason per failure)."""
+    """Resolve a bearer API key to its principal, or raise UnauthenticatedError (one reason per failure)."""
     prefix, secret = parse_api_key(bearer_token(authorization))
     with db.unscoped() as conn:
         stored = api_keys_repo.find_key_for_auth(conn, prefix)
     if stored is None or not verify_secret(secret, stored.secret_hash):
-        raise Unauthenticated("unknown API key")
+        raise UnauthenticatedError("unknown API key")
     if stored.revoked_at is not None:
-        raise Unauthenticated("revoked API key")
+        raise UnauthenticatedError("revoked API key")
     if stored.expires_at is not None and stored.expires_at <= now:
-        raise Unauthenticated("expired API key")
+        raise UnauthenticatedError("expired API key")
     return Principal(org_id=stored.org_id, key_id=stored.id, roles=frozenset(Role(r) for r in stored.roles))
 
 
@@ -66,11 +66,13 @@ def authorize_request(event: dict[str, Any], *, db: Database, now: datetime) -> 
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     try:
         principal = authenticate(db, headers.get("authorization"), now=now)
-    except Unauthenticated as exc:
+    except UnauthenticatedError as exc:
         metrics.add_metric(name="AuthenticationFailed", unit="Count", value=1)
         # The reason goes to the log (no key material); the caller only learns "Unauthorized".
         identity = (event.get("requestContext") or {}).get("identity") or {}
-        logger.info("authentication failed", extra={"reason": exc.detail, "source_ip": identity.get("sourceIp")})
+        logger.info(
+            "authentication failed", extra={"reason": exc.detail, "source_ip": identity.get("sourceIp")}
+        )
         raise UnauthorizedError() from None
     logger.append_keys(org_id=str(principal.org_id), key_id=str(principal.key_id))
     return allow_policy(principal, event["methodArn"])

@@ -16,7 +16,7 @@ import secrets
 import string
 from dataclasses import dataclass, field
 
-from compliance.errors import Unauthenticated
+from compliance.errors import UnauthenticatedError
 
 KEY_SCHEME = "cpk"
 PREFIX_LENGTH = 12
@@ -49,12 +49,12 @@ def generate_api_key() -> GeneratedKey:
 
 
 def parse_api_key(raw: str) -> tuple[str, str]:
-    """Split a presented key into (prefix, secret); ``Unauthenticated`` if malformed.
+    """Split a presented key into (prefix, secret); ``UnauthenticatedError`` if malformed.
 
     Linear, allocation-bounded checks only (no regex): the input is attacker-controlled.
     """
     if not isinstance(raw, str) or len(raw) > MAX_PRESENTED_LENGTH or len(raw) != KEY_LENGTH:
-        raise Unauthenticated(_MALFORMED)
+        raise UnauthenticatedError(_MALFORMED)
     scheme, _, rest = raw.partition("_")
     prefix, separator, secret = rest.partition("_")  # the secret itself may contain "_"
     if (
@@ -65,7 +65,7 @@ def parse_api_key(raw: str) -> tuple[str, str]:
         or not _PREFIX_CHARS.issuperset(prefix)
         or not _SECRET_CHARS.issuperset(secret)
     ):
-        raise Unauthenticated(_MALFORMED)
+        raise UnauthenticatedError(_MALFORMED)
     return prefix, secret
 
 

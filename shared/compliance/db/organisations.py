@@ -40,8 +40,8 @@ def create_organisation(
             (org_id, name, Jsonb(dict(settings or {}))),
         ).fetchone()
     assert row is not None
-    org_id: UUID = row[0]
-    return org_id
+    new_id: UUID = row[0]
+    return new_id
 
 
 def get_organisation(conn: psycopg.Connection[Any], org_id: UUID) -> Organisation | None:

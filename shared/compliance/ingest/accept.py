@@ -18,8 +18,10 @@ def accept_batch(
     messages = pack_messages(org_id, batch_id, received_at, batch.records)
     sender.send(messages)
     metrics.add_metric(name="UsageRecordsAccepted", unit="Count", value=len(batch.records))
-    logger.info("usage batch queued", extra={"batch_id": str(batch_id), "records": len(batch.records),
-                                             "messages": len(messages)})
+    logger.info(
+        "usage batch queued",
+        extra={"batch_id": str(batch_id), "records": len(batch.records), "messages": len(messages)},
+    )
     return IngestAccepted(
         batch_id=batch_id, accepted=len(batch.records), request_ids=[r.request_id for r in batch.records]
     )

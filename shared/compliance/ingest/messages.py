@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from compliance.errors import PayloadTooLarge
+from compliance.errors import PayloadTooLargeError
 from compliance.models.usage import UsageRecordIn
 
 # SQS takes 256 KiB per message; keep headroom for the envelope and attributes.
@@ -20,7 +20,9 @@ def pack_messages(
     org_id: UUID, batch_id: UUID, received_at: datetime, records: Sequence[UsageRecordIn]
 ) -> list[str]:
     """Serialise each record once and greedily fill messages up to the byte and count limits."""
-    head = json.dumps({"org_id": str(org_id), "batch_id": str(batch_id), "received_at": received_at.isoformat()})
+    head = json.dumps(
+        {"org_id": str(org_id), "batch_id": str(batch_id), "received_at": received_at.isoformat()}
+    )
     prefix = head[:-1] + ', "records": ['
     room = MAX_MESSAGE_BYTES - len(prefix.encode()) - 2
     messages: list[str] = []
@@ -30,7 +32,7 @@ def pack_messages(
         part = record.model_dump_json(exclude_none=True)
         size = len(part.encode()) + 1
         if size > room:
-            raise PayloadTooLarge(
+            raise PayloadTooLargeError(
                 f"record {record.request_id!r} is {size} bytes serialised; the limit is {room}",
                 request_id=record.request_id,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -23,9 +24,12 @@ class UsageQueueConsumer:
     def __init__(self, *, db: Database, persistence: BasePersistenceLayer, idempotency_ttl_s: int) -> None:
         self._db = db
         self._config = IdempotencyConfig(
-            event_key_jmespath="messageId", expires_after_seconds=idempotency_ttl_s, raise_on_no_idempotency_key=True
+            event_key_jmespath="messageId",
+            expires_after_seconds=idempotency_ttl_s,
+            raise_on_no_idempotency_key=True,
         )
-        self._store_once = idempotent_function(
+        # idempotent_function is annotated as returning Any; the wrapper keeps _store's signature.
+        self._store_once: Callable[..., int] = idempotent_function(
             data_keyword_argument="record", config=self._config, persistence_store=persistence
         )(self._store)
         # Every failed message is reported, even when all failed: the response says which to retry.
@@ -36,8 +40,13 @@ class UsageQueueConsumer:
             message = UsageMessage.model_validate_json(record.body)
         except ValueError:
             # Say which message and why, never its content; SQS retries it, then dead-letters it.
-            logger.warning("malformed ingest message", extra={"message_id": record.message_id,
-                                                               "receive_count": record.attributes.approximate_receive_count})
+            logger.warning(
+                "malformed ingest message",
+                extra={
+                    "message_id": record.message_id,
+                    "receive_count": record.attributes.approximate_receive_count,
+                },
+            )
             raise
         return store_usage_message(message, db=self._db)
 
@@ -46,5 +55,6 @@ class UsageQueueConsumer:
 
     def process(self, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
         self._config.register_lambda_context(context)
-        return process_partial_response(event=event, record_handler=self._handle, processor=self._batch,
-                                        context=context)
+        return process_partial_response(
+            event=event, record_handler=self._handle, processor=self._batch, context=context
+        )

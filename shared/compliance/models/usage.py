@@ -12,7 +12,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 MAX_BATCH_RECORDS = 500
 MAX_TEXT_CHARS = 100_000
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/@+=-]+$")]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/@+=-]+$")
+]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 
 

@@ -12,11 +12,17 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # Valid-looking settings so every handler's @init_environment passes; nothing is contacted at import.
 _ENV = {
-    "DB_HOST": "proxy.invalid", "DB_PORT": "5432", "DB_NAME": "compliance", "DB_USER": "compliance_app",
+    "DB_HOST": "proxy.invalid",
+    "DB_PORT": "5432",
+    "DB_NAME": "compliance",
+    "DB_USER": "compliance_app",
     "DB_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:master",
     "DB_APP_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:app",
-    "DB_APP_USER": "compliance_app", "INGEST_QUEUE_URL": "https://sqs.invalid/queue",
-    "IDEMPOTENCY_TABLE_NAME": "idempotency", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+    "DB_APP_USER": "compliance_app",
+    "INGEST_QUEUE_URL": "https://sqs.invalid/queue",
+    "IDEMPOTENCY_TABLE_NAME": "idempotency",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
 _PROBE = (
@@ -41,7 +47,11 @@ def cold_import_ms(runs: int = 3) -> dict[str, float]:
         for _ in range(runs):
             out = subprocess.run(  # noqa: S603 - our own interpreter and module names
                 [sys.executable, "-c", _PROBE.format(module=module)],
-                cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True,
+                cwd=REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             samples.append(float(out.stdout.strip().splitlines()[-1]))
         results[module.removeprefix("functions.")] = round(statistics.median(samples), 1)

@@ -4,7 +4,8 @@ Each function's handler module is imported from its code asset under a unique mo
 assets hold an ``api.py``), with ``os.environ`` temporarily set to the process environment plus the
 function's own variables: handlers validate their settings at import (``@init_environment``), like a
 Lambda cold start. The import happens under a lock and the environment is restored afterwards, so
-invocations run concurrently on threads without touching ``os.environ``.
+invocations run concurrently on threads without touching ``os.environ``. Each execution environment
+(one import of the module) handles one event at a time, as in Lambda; see ``LocalFunction``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 logger = logging.getLogger(__name__)
 
 # Serializes every handler import: os.environ and sys.path are process-wide.
 _IMPORT_LOCK = threading.Lock()
+# Per function; a template's ReservedConcurrentExecutions lowers it.
+DEFAULT_MAX_ENVIRONMENTS = 4
 
 LAMBDA_ROOT = "/opt/"
 
@@ -70,6 +73,7 @@ class FunctionSpec:
     timeout_s: int = 3
     memory_mb: int = 128
     layer_dirs: tuple[Path, ...] = ()
+    reserved_concurrency: int | None = None
 
     @property
     def is_python(self) -> bool:
@@ -148,33 +152,57 @@ def _module_token(logical_id: str) -> str:
 
 
 class LocalFunction:
-    """One function: its imported handler and how to invoke it."""
+    """One function: a small pool of execution environments and how to invoke it.
 
-    def __init__(self, spec: FunctionSpec) -> None:
+    Like Lambda, an execution environment handles one event at a time (handler modules keep
+    per-request state: Powertools' resolvers, pools, caches), so each environment is its own import
+    of the handler module, created on demand (a cold start) up to ``max_environments``; an event
+    waits for a free environment beyond that, as with reserved concurrency.
+    """
+
+    def __init__(self, spec: FunctionSpec, max_environments: int = DEFAULT_MAX_ENVIRONMENTS) -> None:
         self.spec = spec
-        self._handler: Callable[[Any, Any], Any] | None = None
+        self.max_environments = max(1, max_environments)
         self.import_error: str | None = None
+        self._idle: list[Callable[[Any, Any], Any]] = []
+        self._environments = 0
+        self._available = threading.Condition()
 
     @property
     def loaded(self) -> bool:
-        return self._handler is not None
+        return self._environments > 0
+
+    @property
+    def environments(self) -> int:
+        return self._environments
 
     def load(self) -> None:
-        """Import the handler module with the function's environment (the cold start)."""
+        """Create the first execution environment (the cold start); raises FunctionImportError."""
+        handler = self._import(0)
+        with self._available:
+            self._environments += 1
+            self._idle.append(handler)
+        self.import_error = None
+
+    def _import(self, index: int) -> Callable[[Any, Any], Any]:
+        """Import the handler module anew, under its own package, with the function's environment."""
         spec = self.spec
         if spec.code_dir is None or not spec.code_dir.is_dir():
             raise FunctionImportError(f"{spec.logical_id}: code folder not found ({spec.code_dir})")
         module_path, _, attribute = spec.handler.rpartition(".")
         if not module_path or not attribute:
             raise FunctionImportError(f"{spec.logical_id}: malformed handler {spec.handler!r}")
-        package = f"_local_lambda_{_module_token(spec.logical_id)}"
+        package = f"_local_lambda_{_module_token(spec.logical_id)}_{index}"
         qualified = f"{package}.{module_path.replace('/', '.')}"
         code_dir = str(spec.code_dir)
         with _IMPORT_LOCK:
-            saved_environ = dict(os.environ)
             saved_path = list(sys.path)
             before = set(sys.modules)
-            os.environ.update(self.environment())
+            # Only the function's own variables are swapped in and back: other threads keep seeing
+            # the process-wide ones (AWS_ENDPOINT_URL, credentials) at every moment.
+            overrides = self.environment()
+            saved = {name: os.environ.get(name) for name in overrides}
+            os.environ.update(overrides)
             sys.path.insert(0, code_dir)  # /var/task comes first on a Lambda's sys.path
             for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
                 del sys.modules[name]  # a previous runtime's copy: import anew with this environment
@@ -192,14 +220,37 @@ class LocalFunction:
                     f"{spec.logical_id} ({spec.handler} in {code_dir}) failed to import:\n{detail}"
                 ) from exc
             finally:
-                os.environ.clear()
-                os.environ.update(saved_environ)
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
                 sys.path[:] = saved_path
                 self._forget_plain_siblings(before, code_dir)
         if not callable(handler):
             raise FunctionImportError(f"{spec.logical_id}: {spec.handler} is not callable")
-        self._handler = handler
-        self.import_error = None
+        return cast(Callable[[Any, Any], Any], handler)
+
+    def _acquire(self) -> Callable[[Any, Any], Any]:
+        with self._available:
+            while not self._idle and self._environments >= self.max_environments:
+                self._available.wait()
+            if self._idle:
+                return self._idle.pop()
+            index = self._environments
+            self._environments += 1
+        try:
+            return self._import(index)
+        except BaseException:
+            with self._available:
+                self._environments -= 1
+                self._available.notify()
+            raise
+
+    def _release(self, handler: Callable[[Any, Any], Any]) -> None:
+        with self._available:
+            self._idle.append(handler)
+            self._available.notify()
 
     def environment(self) -> dict[str, str]:
         spec = self.spec
@@ -227,7 +278,7 @@ class LocalFunction:
     def invoke(self, event: Any, *, invoked_arn: str | None = None) -> InvocationResult:
         spec = self.spec
         request_id = str(uuid.uuid4())
-        if self._handler is None:
+        if not self.loaded:
             not_loaded: dict[str, Any] = {
                 "errorType": "Runtime.ImportModuleError",
                 "errorMessage": self.import_error or f"{spec.logical_id} is not loaded",
@@ -240,7 +291,16 @@ class LocalFunction:
         started = time.perf_counter()
         error: dict[str, Any] | None = None
         try:
-            result = self._handler(event, context)
+            handler = self._acquire()
+        except FunctionImportError as exc:
+            failed: dict[str, Any] = {
+                "errorType": "Runtime.ImportModuleError",
+                "errorMessage": str(exc),
+                "requestId": request_id,
+            }
+            return InvocationResult(spec.logical_id, request_id, failed, failed, 0.0)
+        try:
+            result = handler(event, context)
             try:
                 payload = json.loads(json.dumps(result, default=_json_default))
             except (TypeError, ValueError) as exc:
@@ -257,6 +317,8 @@ class LocalFunction:
                 # Without this module's own frame, as Lambda shows only the handler's.
                 "stackTrace": traceback.format_tb(exc.__traceback__.tb_next if exc.__traceback__ else None),
             }
+        finally:
+            self._release(handler)
         duration_ms = (time.perf_counter() - started) * 1000
         if duration_ms > spec.timeout_s * 1000:
             logger.warning(
@@ -285,7 +347,10 @@ class FunctionRegistry:
             self.skipped[spec.logical_id] = f"runtime {spec.runtime} is not run locally"
             logger.info("skipping %s: runtime %s is not run locally", spec.logical_id, spec.runtime)
             return
-        self._functions[spec.logical_id] = LocalFunction(spec)
+        environments = DEFAULT_MAX_ENVIRONMENTS
+        if spec.reserved_concurrency is not None:
+            environments = min(environments, spec.reserved_concurrency)
+        self._functions[spec.logical_id] = LocalFunction(spec, environments)
         self._by_name[spec.name] = spec.logical_id
 
     def load_all(self, *, strict: bool = True) -> None:

@@ -683,6 +683,11 @@ class Provisioner:
                 timeout_s=int(props.get("Timeout", 3)),
                 memory_mb=int(props.get("MemorySize", 128)),
                 layer_dirs=tuple(layer_dirs),
+                reserved_concurrency=(
+                    int(props["ReservedConcurrentExecutions"])
+                    if "ReservedConcurrentExecutions" in props
+                    else None
+                ),
             )
         )
         return PhysicalResource(logical_id, "AWS::Lambda::Function", name, {"Arn": arn})

@@ -15,8 +15,13 @@ REGION = "us-east-1"
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from moto import mock_aws
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     from compliance.aws.clients import client
@@ -39,5 +44,12 @@ def org(migrated_db: Any) -> str:
 def db_env(migrated_db: Any) -> dict[str, str]:
     """The variables the stack gives a database function, pointed at the test database."""
     endpoint = migrated_db.endpoint
-    return {"DB_HOST": endpoint.host, "DB_PORT": str(endpoint.port), "DB_NAME": migrated_db.name,
-            "DB_USER": "compliance_app", "DB_AUTH": "iam", "DB_SSLMODE": "require", "AWS_REGION": REGION}
+    return {
+        "DB_HOST": endpoint.host,
+        "DB_PORT": str(endpoint.port),
+        "DB_NAME": migrated_db.name,
+        "DB_USER": "compliance_app",
+        "DB_AUTH": "iam",
+        "DB_SSLMODE": "require",
+        "AWS_REGION": REGION,
+    }

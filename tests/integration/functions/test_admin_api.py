@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from compliance_tools.seed import create_key
 from compliance.models.auth import Role
+from compliance_tools.seed import create_key
 
 
 @pytest.fixture
@@ -21,9 +21,7 @@ def call(module: Any, event: dict[str, Any], ctx: Any) -> tuple[int, dict[str, A
     return response["statusCode"], json.loads(response["body"])
 
 
-def test_create_shows_the_key_once_and_list_never_does(
-    admin: Any, event: Any, lambda_context: Any
-) -> None:
+def test_create_shows_the_key_once_and_list_never_does(admin: Any, event: Any, lambda_context: Any) -> None:
     # When a system admin creates an ingest key
     status, created = call(admin, event("admin/create-api-key.json"), lambda_context)
     # Then the key is returned once, with its roles
@@ -71,6 +69,8 @@ def test_revoke_is_idempotent_and_another_orgs_key_is_404(
     status, _ = call(admin, revoke, lambda_context)
     assert status == 404
     get = event("admin/list-api-keys.json")
-    get.update(path=f"/v1/api-keys/{other_id}", resource="/v1/api-keys/{key_id}", pathParameters={"key_id": other_id})
+    get.update(
+        path=f"/v1/api-keys/{other_id}", resource="/v1/api-keys/{key_id}", pathParameters={"key_id": other_id}
+    )
     status, _ = call(admin, get, lambda_context)
     assert status == 404

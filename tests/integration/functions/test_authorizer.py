@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from compliance_tools.seed import create_key
 from compliance.models.auth import Role
+from compliance_tools.seed import create_key
 
 
 @pytest.fixture
@@ -40,18 +40,27 @@ def test_a_valid_key_is_allowed_with_its_org_and_roles(
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer cpk_unknownprefx_" + "A" * 43, "Bearer " + "x" * 5000],
+    [
+        None,
+        "",
+        "Basic dXNlcjpwYXNz",
+        "Bearer ",
+        "Bearer cpk_unknownprefx_" + "A" * 43,
+        "Bearer " + "x" * 5000,
+    ],
 )
 def test_missing_or_wrong_keys_are_unauthorized(
     authorizer: Any, key: str, header: str | None, event: Any, lambda_context: Any
 ) -> None:
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer.handler(request(event, header), lambda_context)
 
 
-def test_a_tampered_secret_is_unauthorized(authorizer: Any, key: str, event: Any, lambda_context: Any) -> None:
+def test_a_tampered_secret_is_unauthorized(
+    authorizer: Any, key: str, event: Any, lambda_context: Any
+) -> None:
     tampered = key[:-2] + ("AA" if not key.endswith("AA") else "BB")
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer.handler(request(event, f"Bearer {tampered}"), lambda_context)
 
 
@@ -61,10 +70,12 @@ def test_revoked_and_expired_keys_are_unauthorized(
     prefix = key.split("_")[1]
     with migrated_db.owner() as conn:
         conn.execute("UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (prefix,))
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer.handler(request(event, f"Bearer {key}"), lambda_context)
     with migrated_db.owner() as conn:
-        conn.execute("UPDATE api_keys SET revoked_at = NULL, expires_at = %s WHERE prefix = %s",
-                     (datetime.now(UTC) - timedelta(seconds=1), prefix))
-    with pytest.raises(Exception, match="^Unauthorized$"):
+        conn.execute(
+            "UPDATE api_keys SET revoked_at = NULL, expires_at = %s WHERE prefix = %s",
+            (datetime.now(UTC) - timedelta(seconds=1), prefix),
+        )
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer.handler(request(event, f"Bearer {key}"), lambda_context)

@@ -16,8 +16,10 @@ TABLE = "idempotency"
 @pytest.fixture
 def processor(aws: None, org: str, db_env: dict[str, str], fresh_import: Any) -> Any:
     boto3.client("dynamodb").create_table(
-        TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
     )
     return fresh_import("functions.ingest.processor", {**db_env, "IDEMPOTENCY_TABLE_NAME": TABLE})
 

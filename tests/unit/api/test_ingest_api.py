@@ -61,7 +61,7 @@ def test_malformed_json_is_400(api: Any, event: Any, lambda_context: Any) -> Non
     module, sender = api
     request = event("ingest/post-usage.json")
     request["body"] = '{"records": [ {"request_id": '
-    status, headers, body = call(module, request, lambda_context)
+    status, headers, _ = call(module, request, lambda_context)
     assert status == 400 and headers["Content-Type"] == "application/problem+json"
     assert sender.bodies == []
 
@@ -85,7 +85,9 @@ def test_batch_over_the_limit_is_413(api: Any, event: Any, lambda_context: Any) 
     module, sender = api
     request = event("ingest/post-usage.json")
     one = json.loads(request["body"])["records"][1]
-    request["body"] = json.dumps({"records": [dict(one, request_id=f"r{i}") for i in range(MAX_BATCH_RECORDS + 1)]})
+    request["body"] = json.dumps(
+        {"records": [dict(one, request_id=f"r{i}") for i in range(MAX_BATCH_RECORDS + 1)]}
+    )
     status, _, body = call(module, request, lambda_context)
     assert status == 413 and body["status"] == 413
     assert sender.bodies == []
@@ -102,7 +104,7 @@ def test_duplicate_request_ids_in_one_batch_are_400(api: Any, event: Any, lambda
 
 def test_key_without_the_ingest_role_is_403(api: Any, event: Any, lambda_context: Any) -> None:
     module, sender = api
-    status, headers, body = call(module, event("ingest/post-usage-viewer-role.json"), lambda_context)
+    status, headers, _ = call(module, event("ingest/post-usage-viewer-role.json"), lambda_context)
     assert status == 403 and headers["Content-Type"] == "application/problem+json"
     assert sender.bodies == []
 

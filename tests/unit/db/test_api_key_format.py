@@ -17,7 +17,7 @@ from compliance.auth.keys import (
     parse_api_key,
     verify_secret,
 )
-from compliance.errors import Unauthenticated
+from compliance.errors import UnauthenticatedError
 
 # The CHECK on api_keys.prefix in migrations/0001_core.up.sql.
 DB_PREFIX_CHECK = re.compile(r"^[a-z0-9]{8,32}$")
@@ -102,12 +102,12 @@ def test_hash_is_sha256_of_the_secret() -> None:
 )
 def test_malformed_keys_are_rejected(raw: str) -> None:
     # Given a malformed key / When it is parsed / Then it is Unauthenticated
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(UnauthenticatedError):
         parse_api_key(raw)
 
 
 def test_non_string_input_is_rejected() -> None:
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(UnauthenticatedError):
         parse_api_key(None)  # type: ignore[arg-type]
 
 
@@ -117,7 +117,7 @@ def test_huge_input_is_rejected_quickly() -> None:
 
     # When it is parsed
     started = time.perf_counter()
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(UnauthenticatedError):
         parse_api_key(raw)
 
     # Then the length bound rejects it without scanning it
@@ -128,6 +128,6 @@ def test_huge_input_is_rejected_quickly() -> None:
 def test_parsing_arbitrary_text_only_ever_raises_unauthenticated(raw: str) -> None:
     try:
         prefix, secret = parse_api_key(raw)
-    except Unauthenticated:
+    except UnauthenticatedError:
         return
     assert len(prefix) == PREFIX_LENGTH and raw.endswith(secret)

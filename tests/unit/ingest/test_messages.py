@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from compliance.errors import PayloadTooLarge
+from compliance.errors import PayloadTooLargeError
 from compliance.ingest.messages import MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE, pack_messages
 from compliance.models.usage import UsageMessage, UsageRecordIn
 
@@ -18,8 +18,15 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 def record(i: int, text: str | None = None) -> UsageRecordIn:
     return UsageRecordIn(
-        request_id=f"req-{i}", subject_id="user-1", provider="openai", model="gpt-4o", prompt_tokens=10,
-        completion_tokens=20, cost=Decimal("0.0012"), occurred_at=NOW, prompt_text=text,
+        request_id=f"req-{i}",
+        subject_id="user-1",
+        provider="openai",
+        model="gpt-4o",
+        prompt_tokens=10,
+        completion_tokens=20,
+        cost=Decimal("0.0012"),
+        occurred_at=NOW,
+        prompt_text=text,
     )
 
 
@@ -38,7 +45,11 @@ def test_small_batch_fits_one_message_and_round_trips() -> None:
 def test_count_limit_splits_messages_in_order() -> None:
     records = [record(i) for i in range(MAX_RECORDS_PER_MESSAGE * 2 + 1)]
     messages = pack_messages(uuid4(), uuid4(), NOW, records)
-    assert [len(json.loads(m)["records"]) for m in messages] == [MAX_RECORDS_PER_MESSAGE, MAX_RECORDS_PER_MESSAGE, 1]
+    assert [len(json.loads(m)["records"]) for m in messages] == [
+        MAX_RECORDS_PER_MESSAGE,
+        MAX_RECORDS_PER_MESSAGE,
+        1,
+    ]
     ids = [r["request_id"] for m in messages for r in json.loads(m)["records"]]
     assert ids == [r.request_id for r in records]
 
@@ -56,5 +67,5 @@ def test_byte_limit_splits_messages_under_the_sqs_limit() -> None:
 
 def test_a_record_larger_than_a_message_is_refused() -> None:
     huge = record(1, "\U0001f600" * 70_000)
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(PayloadTooLargeError):
         pack_messages(uuid4(), uuid4(), NOW, [huge])

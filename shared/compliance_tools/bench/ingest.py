@@ -1,0 +1,113 @@
+"""`compliance bench ingest`: HTTP-to-database rate through the local runtime, processor write rate, cold imports.
+
+Goals (issue 2, two cores): http_records_per_s >= 2,000; processor_records_per_s >= 20,000;
+cold_import_ms <= 300 per handler module.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+
+from compliance_tools.bench.cold_import import cold_import_ms
+from compliance_tools.loadgen import usage_records, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+STATE_DIR = REPO_ROOT / ".local" / "bench"
+APP_USER = "compliance_app"
+MESSAGE_RECORDS = 100  # what compliance.ingest.messages packs per queue message
+
+
+def bench_ingest(*, records: int) -> dict[str, Any]:
+    from compliance.models.auth import Role
+    from compliance_tools.local.template import DEFAULT_ASSEMBLY_DIR
+    from compliance_tools.local_cli import boot
+    from compliance_tools.seed import create_key
+
+    figures: dict[str, Any] = {"records": records}
+    figures["cold_import_ms"] = cold_import_ms()
+    synth = not (REPO_ROOT / DEFAULT_ASSEMBLY_DIR / "ComplianceControlPlane.template.json").exists()
+    runtime, _ = boot(state_dir=STATE_DIR, synth=synth, port=0)
+    try:
+        owner_dsn = runtime.database_dsn()
+        with psycopg.connect(owner_dsn, autocommit=True) as conn:
+            from compliance.db.organisations import create_organisation
+
+            http_org = create_organisation(conn, f"bench-http-{uuid4().hex[:8]}")
+            proc_org = create_organisation(conn, f"bench-processor-{uuid4().hex[:8]}")
+            key = create_key(conn, http_org, "bench ingest", [Role.INGEST])
+        assert runtime.pg is not None
+        app_dsn = runtime.pg.dsn(runtime.database_name(), user=APP_USER)
+        figures["processor_records_per_s"] = _processor_rate(app_dsn, proc_org, records)
+        http_rate, detail = _http_rate(
+            f"http://127.0.0.1:{runtime.api_port}", key, owner_dsn, http_org, records
+        )
+        figures["http_records_per_s"] = http_rate
+        figures["http_detail"] = detail
+    finally:
+        runtime.stop()
+    figures["goals"] = {
+        "http_records_per_s": 2000,
+        "processor_records_per_s": 20000,
+        "cold_import_ms_max": 300,
+    }
+    return figures
+
+
+def _processor_rate(app_dsn: str, org_id: UUID, count: int) -> float:
+    """``store_usage_message`` (the processor's per-message work) over messages of 100 records, one thread."""
+    from compliance.db.connection import Database
+    from compliance.ingest.store import store_usage_message
+    from compliance.models.usage import UsageMessage, UsageRecordIn
+
+    records = [UsageRecordIn.model_validate(r) for r in usage_records(count, prefix="proc")]
+    now = datetime.now(UTC)
+    messages = [
+        UsageMessage(
+            org_id=org_id, batch_id=uuid4(), received_at=now, records=records[i : i + MESSAGE_RECORDS]
+        )
+        for i in range(0, count, MESSAGE_RECORDS)
+    ]
+    db = Database(app_dsn, password_provider=lambda: "local")
+    try:
+        store_usage_message(messages[0], db=db)  # warm the pool: a cold start is not the steady rate
+        started = time.perf_counter()
+        stored = sum(store_usage_message(message, db=db) for message in messages[1:])
+        elapsed = time.perf_counter() - started
+    finally:
+        db.close()
+    return round(stored / elapsed, 1)
+
+
+def _http_rate(
+    base_url: str, key: str, owner_dsn: str, org_id: UUID, count: int
+) -> tuple[float, dict[str, Any]]:
+    """From the first POST until the last record is in PostgreSQL; the client runs in its own process."""
+
+    def stored() -> int:
+        with psycopg.connect(owner_dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM usage_records WHERE org_id = %s", (org_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    started = time.perf_counter()
+    client = subprocess.run(  # noqa: S603 - our interpreter, our module
+        [sys.executable, "-m", "compliance_tools.loadgen", base_url, key, str(count), "http"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    detail: dict[str, Any] = json.loads(client.stdout.strip().splitlines()[-1])
+    if not wait_for(lambda: stored() >= count, timeout_s=600, interval_s=0.25):
+        raise RuntimeError(f"only {stored()} of {count} records arrived within 600 s")
+    elapsed = time.perf_counter() - started
+    detail["stored"] = stored()
+    detail["end_to_end_s"] = round(elapsed, 3)
+    return round(count / elapsed, 1), detail
