@@ -65,8 +65,10 @@ CREATE TABLE subjects (
 -- each insert would take a FOR KEY SHARE lock on the organisation's row (MultiXact
 -- contention between concurrent processors of one organisation) and cost ~15% of the
 -- insert; org_id comes from an authenticated API key and RLS pins it to app.org_id.
+-- No surrogate id: the natural key (org_id, request_id), which ingestion is idempotent on,
+-- is the primary key. A random uuid key was one more B-tree to update per row, in random
+-- order, plus a gen_random_uuid() call per row (measured ~10% of the bulk insert).
 CREATE TABLE usage_records (
-    id                 uuid          PRIMARY KEY DEFAULT gen_random_uuid(),
     org_id             uuid          NOT NULL,
     request_id         text          NOT NULL CHECK (length(request_id) BETWEEN 1 AND 128),
     subject_id         uuid,
@@ -83,7 +85,7 @@ CREATE TABLE usage_records (
     completion_text    text,
     batch_id           uuid          NOT NULL,
     -- Ingestion is idempotent per organisation: a replayed request_id is skipped.
-    CONSTRAINT usage_records_org_request_key UNIQUE (org_id, request_id),
+    CONSTRAINT usage_records_pkey PRIMARY KEY (org_id, request_id),
     -- Composite key: a record can only point at a subject of its own organisation. Its
     -- per-row check is about a third of the bulk insert's server time (measured); kept
     -- for integrity, the first thing to revisit if ingest throughput ever falls short.

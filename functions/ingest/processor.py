@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from compliance.config import ProcessorSettings, get_settings, init_environment
 from compliance.db.connection import database_from_settings
-from compliance.ingest.processor import UsageQueueConsumer
 from compliance.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+
+    from compliance.ingest.processor import UsageQueueConsumer
 
 
 @functools.cache
 def _consumer() -> UsageQueueConsumer:
+    # Imported on first use, not at cold start: Powertools batch/idempotency bring in boto3 (~200 ms).
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from compliance.ingest.processor import UsageQueueConsumer
+
     settings = get_settings(ProcessorSettings)
     return UsageQueueConsumer(
         db=database_from_settings(settings),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from compliance.aws.clients import client
 from compliance.aws.secrets import read_json_secret
-from compliance.config import MigrationSettings
-from compliance.db import migrate
 from compliance.observability import logger
+
+if TYPE_CHECKING:
+    from compliance.config import MigrationSettings
 
 
 class MigrationReport(BaseModel):
@@ -20,7 +22,10 @@ class MigrationReport(BaseModel):
 
 def apply_migrations(settings: MigrationSettings) -> MigrationReport:
     """Log in as the master user, migrate up, (re)set the app user's password from its secret."""
+    # The driver and the runner are imported here, not at module import (the function's cold start).
     import psycopg
+
+    from compliance.db import migrate
 
     secrets = client("secretsmanager")
     master = read_json_secret(secrets, settings.db_secret_arn)

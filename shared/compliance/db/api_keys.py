@@ -7,13 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import psycopg
-from psycopg.rows import dict_row
-
 from compliance.models.auth import ApiKeyOut, Role
+
+# psycopg (dict_row) is imported inside the functions: handlers import this module at
+# cold start, and the driver is only needed once a request reaches the database.
+if TYPE_CHECKING:
+    import psycopg
 
 _INSERT = """
     INSERT INTO api_keys (org_id, name, prefix, secret_hash, roles, expires_at)
@@ -52,6 +54,8 @@ def insert_api_key(
     roles: Sequence[Role],
     expires_at: datetime | None,
 ) -> ApiKeyOut:
+    from psycopg.rows import dict_row
+
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             _INSERT,
@@ -63,6 +67,8 @@ def insert_api_key(
 
 def find_key_for_auth(conn: psycopg.Connection[Any], prefix: str) -> StoredKey | None:
     """The key with ``prefix``, from any organisation (works on an unscoped connection)."""
+    from psycopg.rows import dict_row
+
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "SELECT id, org_id, secret_hash, roles, expires_at, revoked_at FROM auth_find_api_key(%s)",
@@ -81,12 +87,16 @@ def find_key_for_auth(conn: psycopg.Connection[Any], prefix: str) -> StoredKey |
 
 
 def list_api_keys(conn: psycopg.Connection[Any]) -> list[ApiKeyOut]:
+    from psycopg.rows import dict_row
+
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_LIST).fetchall()
     return [ApiKeyOut.model_validate(row) for row in rows]
 
 
 def get_api_key(conn: psycopg.Connection[Any], key_id: UUID) -> ApiKeyOut | None:
+    from psycopg.rows import dict_row
+
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(_GET, (key_id,)).fetchone()
     return None if row is None else ApiKeyOut.model_validate(row)
@@ -94,6 +104,8 @@ def get_api_key(conn: psycopg.Connection[Any], key_id: UUID) -> ApiKeyOut | None
 
 def revoke_api_key(conn: psycopg.Connection[Any], key_id: UUID, now: datetime) -> ApiKeyOut | None:
     """Revoke a key; revoking again keeps the first revocation time. None if not found."""
+    from psycopg.rows import dict_row
+
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(_REVOKE, (now, key_id)).fetchone()
     return None if row is None else ApiKeyOut.model_validate(row)

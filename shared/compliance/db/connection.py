@@ -9,6 +9,10 @@ while the environment was frozen).
 
 Server-side prepared statements are off (``prepare_threshold=None``): named prepared
 statements pin RDS Proxy sessions to one client.
+
+psycopg and psycopg_pool are imported where first used, not at module import: the handlers
+import this module at cold start, and the driver (~150 ms) is only needed by the first
+request that reaches the database.
 """
 
 from __future__ import annotations
@@ -20,24 +24,24 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID
 
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool
-
-from compliance.config import DatabaseSettings
 from compliance.errors import ConfigurationError, DataAccessError
 
 if TYPE_CHECKING:
+    import psycopg
     from mypy_boto3_rds import RDSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from psycopg import sql
+    from psycopg.rows import DictRow
+    from psycopg_pool import ConnectionPool
+
+    from compliance.config import DatabaseSettings
+
+    DictConnection: TypeAlias = psycopg.Connection[DictRow]
 
 PasswordProvider = Callable[[], str]
-DictConnection = psycopg.Connection[DictRow]
 
 APPLICATION_NAME = "compliance"
 _CHECK_IDLE_AFTER_S = 30.0
@@ -82,6 +86,8 @@ class Database:
     @contextmanager
     def tenant(self, org_id: UUID) -> Iterator[DictConnection]:
         """One transaction scoped to ``org_id`` (``app.org_id``, local to the transaction)."""
+        from psycopg import sql
+
         # A UUID's canonical text cannot carry SQL: safe as a literal, which lets BEGIN and
         # the setting travel in one round trip (a parameter would need a second one).
         scope = sql.Literal(str(UUID(str(org_id))))
@@ -93,6 +99,8 @@ class Database:
     @contextmanager
     def unscoped(self) -> Iterator[DictConnection]:
         """One transaction without an organisation (sees no tenant rows)."""
+        from psycopg import sql
+
         with self._transaction(sql.SQL("BEGIN")) as conn:
             yield conn
 
@@ -115,6 +123,8 @@ class Database:
         Managed by hand rather than with ``conn.transaction()`` to save a round trip per
         unit of work; a ``conn.transaction()`` inside the block becomes a savepoint.
         """
+        import psycopg
+
         try:
             pool = self._get_pool()
             conn = self._begin(pool, begin)
@@ -137,6 +147,8 @@ class Database:
     def _begin(self, pool: ConnectionPool[DictConnection], begin: sql.SQL | sql.Composed) -> DictConnection:
         """A pooled connection inside a new transaction. A connection found dead at BEGIN
         (closed by the proxy while idle) is replaced once: nothing was done on it yet."""
+        import psycopg
+
         for attempt in (1, 2):
             conn = pool.getconn()
             try:
@@ -155,6 +167,9 @@ class Database:
         A Lambda environment may have been frozen for minutes and RDS Proxy may have
         closed the connection meanwhile; between back-to-back requests it is alive.
         """
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
         if conn.closed or conn.broken:
             raise psycopg.OperationalError("connection closed")
         last_used = self._last_used.get(conn)
@@ -162,11 +177,15 @@ class Database:
             ConnectionPool.check_connection(conn)
 
     def _get_pool(self) -> ConnectionPool[DictConnection]:
+        import psycopg
+        from psycopg.rows import DictRow
+        from psycopg_pool import ConnectionPool
+
         with self._lock:
             if self._pool is None:
                 pool: ConnectionPool[DictConnection] = ConnectionPool(
                     self._conninfo,
-                    connection_class=DictConnection,
+                    connection_class=psycopg.Connection[DictRow],
                     kwargs=self._connect_kwargs,
                     min_size=self._min_size,
                     max_size=self._max_size,
@@ -188,6 +207,8 @@ class Database:
 
     def _connect_kwargs(self) -> dict[str, Any]:
         """Called by the pool for every new connection: the password is fresh each time."""
+        from psycopg.rows import dict_row
+
         kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
         if self._password_provider is not None:
             kwargs["password"] = self._password_provider()
@@ -252,6 +273,8 @@ def secret_password_provider(
 
 
 def conninfo_from_settings(settings: DatabaseSettings) -> str:
+    from psycopg.conninfo import make_conninfo
+
     return make_conninfo(
         "",
         host=settings.db_host,
@@ -285,7 +308,6 @@ def database_from_settings(settings: DatabaseSettings) -> Database:
 __all__ = [
     "Credentials",
     "Database",
-    "DictConnection",
     "PasswordProvider",
     "conninfo_from_settings",
     "data_access_error",

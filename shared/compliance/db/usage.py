@@ -26,11 +26,18 @@ from compliance.models.usage import UsageRecordIn, UsageRecordOut
 _RECORDS_JSON = TypeAdapter(list[UsageRecordIn])
 
 # Input sorted by key keeps the lock order stable, so concurrent batches sharing subjects
-# or replaying the same request ids wait for each other instead of deadlocking.
+# or replaying the same request ids wait for each other instead of deadlocking. Subjects
+# already known (nearly all of them once an organisation is running) are filtered out
+# first: ON CONFLICT alone would still build each candidate row, gen_random_uuid() included,
+# before finding the conflict. It stays for subjects created concurrently meanwhile.
 _UPSERT_SUBJECTS = """
     INSERT INTO subjects (org_id, external_id)
-    SELECT %(org_id)s, external_id
-    FROM json_array_elements_text(%(external_ids)s::json) AS external_id
+    SELECT %(org_id)s, e.external_id
+    FROM json_array_elements_text(%(external_ids)s::json) AS e(external_id)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM subjects AS s WHERE s.org_id = %(org_id)s AND s.external_id = e.external_id
+    )
+    ORDER BY e.external_id
     ON CONFLICT (org_id, external_id) DO NOTHING
 """
 

@@ -12,8 +12,12 @@ from compliance.models.usage import UsageRecordIn
 
 # SQS takes 256 KiB per message; keep headroom for the envelope and attributes.
 MAX_MESSAGE_BYTES = 240_000
-# Bounded so one poison record delays few others, and a processor transaction stays short.
-MAX_RECORDS_PER_MESSAGE = 100
+# The processor writes one transaction per message, whose fixed cost (round trips, statement
+# planning, commit) is paid per message: 250 records per message store ~1.5x faster than 100
+# (measured, 2 cores), and 500 was no faster. The price: a poison record (or any failure)
+# sends up to 250 records back to the queue with it, and they wait for the retry or the
+# dead-letter queue; the transaction stays short (~15 ms). The byte limit still applies.
+MAX_RECORDS_PER_MESSAGE = 250
 
 
 def pack_messages(
