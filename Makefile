@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LAYER_STAMP := build/layers/.built
+# jsii warns at length on every synth under Node 20; the CDK still supports it.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: help venv layer synth local test test-unit test-integration test-infra test-e2e lint format typecheck bench clean node-check
 

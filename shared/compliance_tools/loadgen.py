@@ -125,7 +125,7 @@ def wait_for(predicate: Callable[[], bool], *, timeout_s: float, interval_s: flo
 
 
 def main() -> None:
-    """`python -m compliance_tools.loadgen URL KEY COUNT PREFIX`: post from a separate process, print statuses."""
+    """`python -m compliance_tools.loadgen URL KEY COUNT PREFIX`: post from its own process."""
     import sys
 
     url, key, count, prefix = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

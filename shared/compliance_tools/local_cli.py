@@ -58,7 +58,8 @@ def up(*, port: int, state_dir: Path, synth: bool) -> int:
         base = f"http://127.0.0.1:{runtime.api_port}"
         print(f"\nCompliance control plane is up: {base}  (Ctrl-C stops it; data kept in {state_dir})")
         print(
-            f"demo organisation {seed.org_id}; admin + ingest API key (kept in {state_dir}):\n  {seed.admin_key}\n"
+            f"demo organisation {seed.org_id}; admin + ingest API key (kept in {state_dir}):\n"
+            f"  {seed.admin_key}\n"
         )
         print("try:")
         print(f"  KEY={seed.admin_key}")
@@ -90,7 +91,7 @@ def trigger(rule: str, *, state_dir: Path) -> int:
 
 
 def invoke(function: str, event: Any, *, state_dir: Path) -> int:
-    """Invoke in the running runtime if there is one, else boot one without API server, pollers or schedules."""
+    """Invoke in the running runtime if there is one, else in one booted for the call (no API, no pollers)."""
     from compliance_tools.local.state import RuntimeNotRunningError, invoke_function, read_state, state_path
 
     try:

@@ -128,7 +128,7 @@ def test_revoked_and_expired_keys_are_401_and_roles_are_403(deployed: Any) -> No
 
 
 def test_another_orgs_key_ids_are_404(deployed: Any) -> None:
-    other_org, other_key = new_org_with_key(deployed, [Role.SYSTEM_ADMIN])
+    _, other_key = new_org_with_key(deployed, [Role.SYSTEM_ADMIN])
     other = ApiClient(deployed.base_url, other_key)
     try:
         their_key_id = other.request("GET", "/v1/api-keys").json()["items"][0]["id"]

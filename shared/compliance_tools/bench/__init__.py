@@ -1,4 +1,7 @@
-"""Benchmarks: commands, not timed tests. Each prints a human summary, then one JSON object as its last line."""
+"""Benchmarks: commands, not timed tests.
+
+Each prints a human summary, then one JSON object of figures as its last line.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`compliance bench ingest`: HTTP-to-database rate through the local runtime, processor write rate, cold imports.
+"""`compliance bench ingest`: HTTP-to-database rate, processor write rate, cold imports.
 
 Goals (issue 2, two cores): http_records_per_s >= 2,000; processor_records_per_s >= 20,000;
 cold_import_ms <= 300 per handler module.
@@ -23,7 +23,6 @@ from compliance_tools.loadgen import usage_records, wait_for
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STATE_DIR = REPO_ROOT / ".local" / "bench"
 APP_USER = "compliance_app"
-MESSAGE_RECORDS = 100  # what compliance.ingest.messages packs per queue message
 
 
 def bench_ingest(*, records: int) -> dict[str, Any]:
@@ -44,8 +43,9 @@ def bench_ingest(*, records: int) -> dict[str, Any]:
             http_org = create_organisation(conn, f"bench-http-{uuid4().hex[:8]}")
             proc_org = create_organisation(conn, f"bench-processor-{uuid4().hex[:8]}")
             key = create_key(conn, http_org, "bench ingest", [Role.INGEST])
-        assert runtime.pg is not None
-        app_dsn = runtime.pg.dsn(runtime.database_name(), user=APP_USER)
+        database = runtime.database_name()
+        assert runtime.pg is not None and database is not None
+        app_dsn = runtime.pg.dsn(database, user=APP_USER)
         figures["processor_records_per_s"] = _processor_rate(app_dsn, proc_org, records)
         http_rate, detail = _http_rate(
             f"http://127.0.0.1:{runtime.api_port}", key, owner_dsn, http_org, records
@@ -63,8 +63,9 @@ def bench_ingest(*, records: int) -> dict[str, Any]:
 
 
 def _processor_rate(app_dsn: str, org_id: UUID, count: int) -> float:
-    """``store_usage_message`` (the processor's per-message work) over messages of 100 records, one thread."""
+    """``store_usage_message`` (the processor's work per message) on messages packed as the API packs them."""
     from compliance.db.connection import Database
+    from compliance.ingest.messages import MAX_RECORDS_PER_MESSAGE
     from compliance.ingest.store import store_usage_message
     from compliance.models.usage import UsageMessage, UsageRecordIn
 
@@ -72,9 +73,9 @@ def _processor_rate(app_dsn: str, org_id: UUID, count: int) -> float:
     now = datetime.now(UTC)
     messages = [
         UsageMessage(
-            org_id=org_id, batch_id=uuid4(), received_at=now, records=records[i : i + MESSAGE_RECORDS]
+            org_id=org_id, batch_id=uuid4(), received_at=now, records=records[i : i + MAX_RECORDS_PER_MESSAGE]
         )
-        for i in range(0, count, MESSAGE_RECORDS)
+        for i in range(0, count, MAX_RECORDS_PER_MESSAGE)
     ]
     db = Database(app_dsn, password_provider=lambda: "local")
     try:

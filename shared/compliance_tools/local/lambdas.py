@@ -387,7 +387,7 @@ class FunctionRegistry:
         return list(self._functions)
 
     def get(self, name: str) -> LocalFunction:
-        """By logical id, function name, ``name:qualifier``, full or partial ARN."""
+        """By logical id, function name, ``name:qualifier``, ARN, or a unique logical-id prefix."""
         if name in self._functions:
             return self._functions[name]
         candidate = name
@@ -402,6 +402,10 @@ class FunctionRegistry:
             return self._functions[self._by_name[candidate]]
         if candidate in self._functions:
             return self._functions[candidate]
+        # A unique logical-id prefix (``IngestApiFunction``): CDK appends a hash to every logical id.
+        prefixed = [lid for lid in self._functions if lid.startswith(candidate)]
+        if len(prefixed) == 1:
+            return self._functions[prefixed[0]]
         skipped = self.skipped.get(candidate)
         raise FunctionNotFoundError(f"{name}: {skipped}" if skipped else f"no local function {name!r}")
 

@@ -191,3 +191,51 @@ def test_decimal_events_are_serialized() -> None:
 
     assert _json_default(Decimal("3")) == 3
     assert _json_default(Decimal("0.25")) == 0.25
+
+
+SLOW_HANDLER = """
+    import threading
+    import time
+
+    ACTIVE = [0]
+    LOCK = threading.Lock()
+
+
+    def handler(event, context):
+        with LOCK:
+            ACTIVE[0] += 1
+            overlapping = ACTIVE[0]
+        time.sleep(0.05)
+        with LOCK:
+            ACTIVE[0] -= 1
+        return {"overlapping": overlapping, "environment": id(ACTIVE)}
+"""
+
+
+def test_an_environment_handles_one_event_at_a_time_and_more_are_created_on_demand(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Given a function that notes how many events its module sees at once, allowed 2 environments
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "api.py").write_text(textwrap.dedent(SLOW_HANDLER))
+    registry = FunctionRegistry()
+    registry.add(
+        FunctionSpec(
+            logical_id="SlowFunctionAB12",
+            name="slow",
+            arn="arn:aws:lambda:eu-west-1:1:function:slow",
+            handler="api.handler",
+            runtime="python3.13",
+            code_dir=folder,
+            reserved_concurrency=2,
+        )
+    )
+    registry.load_all()
+    # When six events arrive at once
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda _: registry.invoke("SlowFunctionAB12", {}), range(6)))
+    # Then no module instance ever saw two events at once, and at most two environments were created
+    assert {r["overlapping"] for r in results} == {1}
+    assert len({r["environment"] for r in results}) <= 2
+    assert registry.get("SlowFunction").environments <= 2  # a unique logical-id prefix finds it too
