@@ -158,3 +158,8 @@ def empty_db(database_factory: DatabaseFactory) -> Iterator[ProvisionedDatabase]
     db = database_factory(migrated=False)
     yield db
     database_factory.release(db)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests last: their session-wide local runtime owns moto's process-global state."""
+    items.sort(key=lambda item: "/tests/e2e/" in str(item.path))

@@ -188,7 +188,10 @@ def gateway_response(
         if name.startswith("gatewayresponse.header."):
             value = mapped_value(expression, scope, variables)
             if value is not None:
-                headers.append((name[len("gatewayresponse.header.") :], value))
+                header = name[len("gatewayresponse.header.") :]
+                # A mapped header replaces the default of the same name (API Gateway sends one Content-Type).
+                headers = [(h, v) for h, v in headers if h.lower() != header.lower()]
+                headers.append((header, value))
     headers += [
         ("x-amzn-RequestId", request_id),
         ("x-amzn-ErrorType", ERROR_TYPES.get(response_type, ERROR_TYPES[family])),
