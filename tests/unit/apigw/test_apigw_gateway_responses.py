@@ -182,3 +182,19 @@ def test_cors_preflight_answers_from_the_mock_integration(gateway: Gateway, lamb
     assert response.header("Access-Control-Allow-Headers") == "Content-Type,Authorization"
     assert response.body == b""
     assert lambdas.calls == []
+
+
+def test_a_mapped_content_type_replaces_the_default_one(lambdas: FakeLambdas) -> None:
+    # Given a gateway response that maps its own Content-Type (problem+json), as the stack's do
+    tpl = template()
+    tpl["Resources"]["Default4xx"] = _gateway_response(
+        "DEFAULT_4XX",
+        ResponseParameters={f"{HEADER}Content-Type": "'application/problem+json'"},
+        ResponseTemplates={JSON: '{"title":"Not found"}'},
+    )
+    gw = make_gateway(tpl, lambdas)
+    # When it answers
+    response = gw.handle(request("GET", "/nope"))
+    # Then exactly one Content-Type is sent, the mapped one
+    content_types = [value for name, value in response.headers if name.lower() == "content-type"]
+    assert content_types == ["application/problem+json"]
