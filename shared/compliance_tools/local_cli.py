@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,14 @@ def up(*, port: int, state_dir: Path, synth: bool) -> int:
 
 
 def trigger(rule: str, *, state_dir: Path) -> int:
-    from compliance_tools.local.state import fire_rule, state_path
+    from compliance_tools.local.state import ControlError, RuntimeNotRunningError, fire_rule, state_path
 
-    print(json.dumps(fire_rule(rule, path=state_path(state_dir)), indent=2, default=str))
+    try:
+        fired = fire_rule(rule, path=state_path(state_dir))
+    except (ControlError, RuntimeNotRunningError) as exc:
+        print(f"compliance local trigger: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(fired, indent=2, default=str))
     return 0
 
 
