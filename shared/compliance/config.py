@@ -29,7 +29,8 @@ _cache: dict[type[EnvSettings], EnvSettings] = {}
 class EnvSettings(BaseModel):
     """Base of every settings model: fields are read from upper-cased environment variables."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Built on first validation: a handler pays only for its own settings model at cold start.
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     @classmethod
     def from_environ(cls: type[M], environ: Mapping[str, str] | None = None) -> M:

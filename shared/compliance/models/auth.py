@@ -29,8 +29,10 @@ class Principal(BaseModel):
     roles: frozenset[Role]
 
 
+# The key-management models are built on first use: every API handler imports this module for
+# Principal and Role, only the admin function validates keys.
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
     roles: list[Role] = Field(min_length=1, max_length=len(Role))
@@ -38,6 +40,7 @@ class ApiKeyCreate(BaseModel):
 
 
 class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     id: UUID
     name: str
     prefix: str
