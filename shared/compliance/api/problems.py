@@ -63,9 +63,9 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
 
     def _invalid_request(exc: RequestValidationError) -> Response[str]:
         errors = list(exc.errors())
-        metrics_name = "RequestTooLarge" if _is_too_large(errors) else "RequestInvalid"
-        metrics.add_metric(name=metrics_name, unit="Count", value=1)
-        if _is_too_large(errors):
+        too_large = _is_too_large(errors)
+        metrics.add_metric(name="RequestTooLarge" if too_large else "RequestInvalid", unit="Count", value=1)
+        if too_large:
             return problem(413, "Payload too large", "too many items in the request", request_id=request_id())
         return problem(
             400,
