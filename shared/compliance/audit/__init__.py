@@ -1,0 +1,1 @@
+"""Tamper-evident audit trail: hash chains and RFC 6962 Merkle trees."""
