@@ -41,6 +41,9 @@ APP_CONTEXT: Final = {
     "@aws-cdk/aws-iam:minimizePolicies": True,
     "@aws-cdk/aws-kms:reduceCrossAccountRegionPolicyScope": True,
     "@aws-cdk/core:target-partitions": ["aws"],
+    # S3 server access logs are delivered under a bucket policy (logging.s3.amazonaws.com), not an ACL:
+    # new buckets have ACLs disabled (BucketOwnerEnforced), so the ACL grant would fail on deploy.
+    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
 }
 
 # --- Lambda ------------------------------------------------------------------------------------------
@@ -107,6 +110,32 @@ MIGRATION_FN: Final = FunctionSpec(
     reserved_concurrency=1,
 )
 MIGRATION_TRIGGER_TIMEOUT: Final = Duration.minutes(10)
+AUDIT_APPEND_FN: Final = FunctionSpec(
+    code_dir="audit",
+    handler="append.handler",
+    description="Consumes the audit FIFO queue and appends events to the per-org hash chain.",
+    memory_mb=1024,
+    timeout=Duration.seconds(60),
+    # Few writers: appends of one org serialise on its chain head anyway (FIFO orders each org's events).
+    reserved_concurrency=2,
+)
+AUDIT_CHECKPOINT_FN: Final = FunctionSpec(
+    code_dir="audit",
+    handler="checkpoint.handler",
+    description="Signs each org's audit tree head (KMS) and anchors it in the Object Lock bucket.",
+    memory_mb=1024,
+    timeout=Duration.minutes(2),
+    # One signer: checkpoint numbers per org are sequential, a second concurrent run would only collide.
+    reserved_concurrency=1,
+)
+AUDIT_API_FN: Final = FunctionSpec(
+    code_dir="audit",
+    handler="api.handler",
+    description="Audit trail API: events, proofs, verification, checkpoints, public key, exports.",
+    memory_mb=1024,
+    timeout=Duration.seconds(29),  # API Gateway's integration timeout
+    reserved_concurrency=5,
+)
 
 # --- Network -----------------------------------------------------------------------------------------
 VPC_CIDR: Final = "10.40.0.0/16"
@@ -170,6 +199,27 @@ INGEST_DLQ_RETENTION: Final = Duration.days(14)
 INGEST_OLDEST_MESSAGE_ALARM_AGE: Final = Duration.minutes(15)
 IDEMPOTENCY_PARTITION_KEY: Final = "id"
 IDEMPOTENCY_TTL_ATTRIBUTE: Final = "expiration"
+
+# --- Audit trail -------------------------------------------------------------------------------------
+AUDIT_BATCH_SIZE: Final = 10
+AUDIT_MAX_RECEIVE_COUNT: Final = 3
+# AWS guidance for Lambda consumers: visibility timeout at least 6x the function timeout.
+AUDIT_VISIBILITY_TIMEOUT: Final = Duration.seconds(AUDIT_APPEND_FN.timeout.to_seconds() * 6)
+AUDIT_RETENTION: Final = Duration.days(4)
+AUDIT_DLQ_RETENTION: Final = Duration.days(14)
+AUDIT_SIGNING_KEY_ALIAS: Final = "alias/compliance-audit-signing"
+AUDIT_CHECKPOINT_SCHEDULE_MINUTES: Final = 5  # rate(5 minutes)
+# S3 Object Lock, COMPLIANCE mode: nobody (root included) can delete or shorten it. 7 years = 2557 days.
+AUDIT_ANCHOR_RETENTION_DAYS: Final = 2557
+AUDIT_ANCHOR_PREFIX: Final = "checkpoints/"
+EXPORTS_PREFIX: Final = "audit-exports/"
+EXPORTS_EXPIRY: Final = Duration.days(30)
+EXPORT_URL_EXPIRY_S: Final = 900
+ACCESS_LOGS_EXPIRY: Final = Duration.days(365)
+ACCESS_LOGS_PREFIX_ANCHOR: Final = "audit-anchor/"
+ACCESS_LOGS_PREFIX_EXPORTS: Final = "audit-exports/"
+# Metrics the audit code emits (namespace POWERTOOLS_METRICS_NAMESPACE, dimension service): any is an alarm.
+AUDIT_ALARM_METRICS: Final = ("AuditChainBroken", "AuditPublishFailed")
 
 # --- API ---------------------------------------------------------------------------------------------
 API_NAME: Final = "compliance-control-plane"

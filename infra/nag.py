@@ -12,8 +12,10 @@ Acknowledgements are as narrow as cdk-nag allows: one construct, one rule (and f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
-from aws_cdk import Acknowledgment, App, Validations
+from aws_cdk import Acknowledgment, App, CfnElement, Stack, Validations
+from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NagPack, NIST80053R5Checks, PCIDSS321Checks
 from constructs import IConstruct
 
@@ -99,6 +101,20 @@ DLQ_REASONS: dict[c.FunctionSpec, str] = {
         "Invoked by the SQS event source mapping, which never uses a function DLQ: failed records go back to "
         "the ingest queue and, after maxReceiveCount receives, to its KMS-encrypted DLQ, which is alarmed."
     ),
+    c.AUDIT_APPEND_FN: (
+        "Invoked by the SQS event source mapping of the audit FIFO queue, which never uses a function DLQ: "
+        "failed batches go back to the queue and, after maxReceiveCount receives, to its KMS-encrypted FIFO "
+        "DLQ (alarmed); malformed events are moved there by the function with their reason."
+    ),
+    c.AUDIT_CHECKPOINT_FN: (
+        "Invoked by an EventBridge schedule with an empty event: a failed run has nothing to replay, because "
+        "the next run (minutes later) signs every org whose head moved since its last checkpoint, covering "
+        "what the failed run missed. Failures alarm on the function's Errors metric."
+    ),
+    c.AUDIT_API_FN: (
+        "Invoked synchronously by API Gateway (/v1/audit/...); a Lambda DLQ only captures asynchronous "
+        "invocations, and a failure is returned to the caller as a problem+json error."
+    ),
     c.MIGRATION_FN: (
         "Invoked synchronously (RequestResponse) by the CloudFormation Trigger on deploy; a failure fails "
         "and rolls back the deployment, so there is no asynchronous event that a DLQ could keep."
@@ -137,6 +153,34 @@ IDEMPOTENCY_NO_BACKUP = (
     "The table only holds Powertools idempotency records that expire by TTL within a day; losing them "
     "at worst lets a redelivered SQS message be processed again, and the processor's writes are "
     "idempotent in PostgreSQL. Point-in-time recovery is on; a backup plan would keep nothing of value."
+)
+
+
+ACCESS_LOGS_SSE_S3 = (
+    "S3 delivers server access logs only to a target bucket with SSE-S3 (AES256) default encryption; AWS "
+    "documents SSE-KMS targets as unsupported. The bucket is private (block public access, owner-enforced), "
+    "TLS-only and versioned, and holds request metadata only, no object contents."
+)
+NO_REPLICATION = {
+    "AnchorBucket": (
+        "Single-region stack. The anchor bucket makes signed checkpoints immutable (Object Lock compliance "
+        "mode, versioned); the same signed checkpoints are kept in PostgreSQL (Multi-AZ, AWS Backup) and in "
+        "every export, so losing the region's bucket loses no evidence. A replica needs a second Object Lock "
+        "bucket and KMS key in another region: a disaster-recovery decision not taken yet."
+    ),
+    "ExportsBucket": (
+        "Holds only short-lived export files (expired after 30 days) that are rebuilt from PostgreSQL on "
+        "request; replicating them would copy tenant data to a second region with no recovery value."
+    ),
+    "AccessLogs": (
+        "Server access logs of this stack's buckets, expired after a year: operational evidence, not a "
+        "system of record. Single-region stack; a replica would need a bucket in a region it does not use."
+    ),
+}
+PREFIX_SCOPED_OBJECTS = (
+    "The wildcard is the object-key suffix under one fixed prefix of one bucket (ARN <bucket>/<prefix>*): "
+    "object keys carry org and export/checkpoint ids that exist only at run time. The actions are the few "
+    "object actions the function performs; no bucket-level or other-prefix access."
 )
 
 
@@ -183,6 +227,32 @@ def acknowledge_findings(stack: ComplianceControlPlaneStack) -> None:
         acknowledge(stage, f"{pack}-APIGWCacheEnabledAndEncrypted", NO_STAGE_CACHE)
         acknowledge(stage, f"{pack}-APIGWSSLEnabled", NO_CLIENT_CERTIFICATE)
 
+    _acknowledge_audit(stack)
+
     table = stack.ingest.idempotency_table
     for pack in ("HIPAA.Security", "NIST.800.53.R5"):
         acknowledge(table, f"{pack}-DynamoDBInBackupPlan", IDEMPOTENCY_NO_BACKUP)
+
+
+def _objects_rule(bucket: s3.IBucket, prefix: str) -> str:
+    stack = Stack.of(bucket)
+    logical_id = stack.resolve(stack.get_logical_id(cast(CfnElement, bucket.node.default_child)))
+    return f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}*]"
+
+
+def _acknowledge_audit(stack: ComplianceControlPlaneStack) -> None:
+    audit = stack.audit
+    access_logs = stack.access_logs.bucket
+    for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
+        acknowledge(access_logs, f"{pack}-S3DefaultEncryptionKMS", ACCESS_LOGS_SSE_S3)
+        acknowledge(access_logs, f"{pack}-S3BucketReplicationEnabled", NO_REPLICATION["AccessLogs"])
+        acknowledge(audit.anchor_bucket, f"{pack}-S3BucketReplicationEnabled", NO_REPLICATION["AnchorBucket"])
+        acknowledge(
+            audit.exports_bucket, f"{pack}-S3BucketReplicationEnabled", NO_REPLICATION["ExportsBucket"]
+        )
+    acknowledge(
+        audit.checkpoint.role,
+        _objects_rule(audit.anchor_bucket, c.AUDIT_ANCHOR_PREFIX),
+        PREFIX_SCOPED_OBJECTS,
+    )
+    acknowledge(audit.api.role, _objects_rule(audit.exports_bucket, c.EXPORTS_PREFIX), PREFIX_SCOPED_OBJECTS)

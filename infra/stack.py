@@ -9,12 +9,14 @@ from constructs import Construct
 
 from infra import constants as c
 from infra.constructs.api import Api
+from infra.constructs.audit import Audit
 from infra.constructs.database import Database
 from infra.constructs.ingest import Ingest
 from infra.constructs.layers import Layers
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
 from infra.constructs.security import Security
+from infra.constructs.storage import AccessLogs
 
 
 class ComplianceControlPlaneStack(Stack):
@@ -29,8 +31,24 @@ class ComplianceControlPlaneStack(Stack):
         self.network = Network(self, "Network", key=key)
         self.layers = Layers(self, "Layers")
         self.database = Database(self, "Database", network=self.network, key=key, layers=self.layers.all)
+        self.access_logs = AccessLogs(self, "AccessLogs")
+        self.audit = Audit(
+            self,
+            "Audit",
+            network=self.network,
+            database=self.database,
+            key=key,
+            access_logs=self.access_logs,
+            layers=self.layers.all,
+        )
         self.ingest = Ingest(
-            self, "Ingest", network=self.network, database=self.database, key=key, layers=self.layers.all
+            self,
+            "Ingest",
+            network=self.network,
+            database=self.database,
+            audit=self.audit,
+            key=key,
+            layers=self.layers.all,
         )
         self.api = Api(
             self,
@@ -38,16 +56,30 @@ class ComplianceControlPlaneStack(Stack):
             network=self.network,
             database=self.database,
             ingest_function=self.ingest.api.function,
+            audit=self.audit,
             key=key,
             layers=self.layers.all,
         )
         self.observability = Observability(self, "Observability", alarm_topic=self.security.alarm_topic)
         self.observability.alarm_on_queues(
-            work_queues=[self.ingest.queue], dead_letter_queues=self.ingest.dead_letter_queues
+            work_queues=[self.ingest.queue, self.audit.queue],
+            dead_letter_queues=[*self.ingest.dead_letter_queues, self.audit.dead_letter_queue],
+        )
+        for metric_name in c.AUDIT_ALARM_METRICS:
+            self.observability.alarm_on_app_metric(
+                metric_name, metric_name, f"{metric_name}: the audit trail needs an operator now."
+            )
+        self.observability.alarm_on_errors(
+            "AuditCheckpointErrors",
+            self.audit.checkpoint.function,
+            "The scheduled audit checkpoint failed: tree heads are not being signed and anchored.",
         )
         # Functions that read the schema deploy after this deploy's migrations ran.
         self.database.run_migrations_before(
-            self.api.authorizer_function, self.api.admin_function, self.ingest.processor
+            self.api.authorizer_function,
+            self.api.admin_function,
+            self.ingest.processor,
+            *self.audit.functions,
         )
 
         # Stable output names for operators, the e2e tests and the local runtime.
@@ -56,3 +88,8 @@ class ComplianceControlPlaneStack(Stack):
         CfnOutput(self, "IngestDeadLetterQueueUrl", value=self.ingest.dead_letter_queue.queue_url)
         CfnOutput(self, "DatabaseProxyEndpoint", value=self.database.proxy.endpoint)
         CfnOutput(self, "AlarmTopicArn", value=self.security.alarm_topic.topic_arn)
+        CfnOutput(self, "AuditQueueUrl", value=self.audit.queue.queue_url)
+        CfnOutput(self, "AuditDeadLetterQueueUrl", value=self.audit.dead_letter_queue.queue_url)
+        CfnOutput(self, "AuditSigningKeyArn", value=self.audit.signing_key.key_arn)
+        CfnOutput(self, "AuditAnchorBucketName", value=self.audit.anchor_bucket.bucket_name)
+        CfnOutput(self, "ExportsBucketName", value=self.audit.exports_bucket.bucket_name)

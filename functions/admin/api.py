@@ -14,6 +14,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from compliance.admin import api_keys
 from compliance.api.identity import require
 from compliance.api.problems import register_error_handlers
+from compliance.audit.emit import RequestOrigin
+from compliance.audit.middleware import register_audit_middleware
+from compliance.audit.sink import AuditSink
 from compliance.config import AdminApiSettings, get_settings, init_environment
 from compliance.db.connection import Database, database_from_settings
 from compliance.models.auth import ApiKeyCreate, ApiKeyOut, Principal, Role
@@ -29,9 +32,27 @@ def _db() -> Database:
     return database_from_settings(get_settings(AdminApiSettings))
 
 
+@functools.cache
+def _sink() -> AuditSink:
+    # boto3 behind it: imported on first use, not at cold start.
+    from compliance.audit.sqs_sink import audit_sink
+
+    return audit_sink(get_settings(AdminApiSettings).audit_queue_url)
+
+
+# Looked up at each call, not bound here: the sink is built on first use (and replaceable in tests).
+register_audit_middleware(app, lambda: _sink())
+
+
+def _origin() -> RequestOrigin:
+    return RequestOrigin.from_event(app.current_event.raw_event)
+
+
 @app.post("/v1/api-keys")
 def create_key(request: ApiKeyCreate, principal: Admin) -> Response[str]:
-    created = api_keys.create_api_key(_db(), principal, request, now=datetime.now(UTC))
+    created = api_keys.create_api_key(
+        _db(), principal, request, now=datetime.now(UTC), sink=_sink(), origin=_origin()
+    )
     return Response(
         status_code=201,
         content_type="application/json",
@@ -52,7 +73,9 @@ def get_key(key_id: UUID, principal: Admin) -> ApiKeyOut:
 
 @app.post("/v1/api-keys/<key_id>/revoke")
 def revoke_key(key_id: UUID, principal: Admin) -> ApiKeyOut:
-    return api_keys.revoke_api_key(_db(), principal, key_id, now=datetime.now(UTC))
+    return api_keys.revoke_api_key(
+        _db(), principal, key_id, now=datetime.now(UTC), sink=_sink(), origin=_origin()
+    )
 
 
 @init_environment(AdminApiSettings)

@@ -13,6 +13,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from compliance.api.identity import require
 from compliance.api.problems import register_error_handlers
+from compliance.audit.middleware import register_audit_middleware
+from compliance.audit.sink import AuditSink
 from compliance.aws.clients import client
 from compliance.aws.queues import SqsSender
 from compliance.config import IngestApiSettings, get_settings, init_environment
@@ -31,8 +33,22 @@ def _sender() -> SqsSender:
     return SqsSender(client("sqs"), get_settings(IngestApiSettings).ingest_queue_url)
 
 
+@functools.cache
+def _sink() -> AuditSink:
+    from compliance.audit.sqs_sink import audit_sink
+
+    return audit_sink(get_settings(IngestApiSettings).audit_queue_url)
+
+
+# Looked up at each call, not bound here: the sink is built on first use (and replaceable in tests).
+register_audit_middleware(app, lambda: _sink())
+
+
 @app.post("/v1/usage")
 def post_usage(batch: UsageBatchIn, principal: Annotated[Principal, Depends(ingester)]) -> Response[str]:
+    # The batch is queued before its api.request event is published. If the audit trail then refuses
+    # the event, the caller gets a 503 and retries: the processor stores each request_id once, and
+    # the retry's event records the call.
     accepted = accept_batch(
         batch, org_id=principal.org_id, sender=_sender(), received_at=datetime.now(UTC), batch_id=uuid4()
     )

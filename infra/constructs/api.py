@@ -14,6 +14,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra import constants as c
+from infra.constructs.audit import Audit
 from infra.constructs.database import Database
 from infra.constructs.network import Network
 from infra.constructs.python_function import PythonFunction
@@ -61,15 +62,16 @@ class Api(Construct):
         network: Network,
         database: Database,
         ingest_function: lambda_.IFunction,
+        audit: Audit,
         key: kms.IKey,
         layers: Sequence[lambda_.ILayerVersion],
     ) -> None:
         super().__init__(scope, construct_id)
         self.authorizer_function = self._database_function(
-            "AuthorizerFn", c.AUTHORIZER_FN, network, database, key, layers
+            "AuthorizerFn", c.AUTHORIZER_FN, network, database, audit, key, layers
         )
         self.admin_function = self._database_function(
-            "AdminFn", c.ADMIN_API_FN, network, database, key, layers
+            "AdminFn", c.ADMIN_API_FN, network, database, audit, key, layers
         )
 
         self.authorizer = apigw.RequestAuthorizer(
@@ -113,7 +115,7 @@ class Api(Construct):
             "RequestValidator", validate_request_parameters=True, validate_request_body=True
         )
         self._add_gateway_responses()
-        self._add_routes(ingest_function)
+        self._add_routes(ingest_function, audit.api.function)
         self.web_acl = self._add_web_acl(key)
 
     def _database_function(
@@ -122,9 +124,11 @@ class Api(Construct):
         spec: c.FunctionSpec,
         network: Network,
         database: Database,
+        audit: Audit,
         key: kms.IKey,
         layers: Sequence[lambda_.ILayerVersion],
     ) -> PythonFunction:
+        """A function that reads PostgreSQL through the proxy and publishes audit events."""
         function = PythonFunction(
             self,
             construct_id,
@@ -133,9 +137,10 @@ class Api(Construct):
             vpc=network.vpc,
             security_groups=[database.client_security_group],
             key=key,
-            environment=database.proxy_environment,
+            environment={**database.proxy_environment, **audit.publish_environment},
         )
         database.grant_proxy_connect(function)
+        audit.allow_publish(function)
         return function
 
     def _add_gateway_responses(self) -> None:
@@ -168,7 +173,7 @@ class Api(Construct):
             request_parameters={f"method.request.path.{name}": True for name in path_params},
         )
 
-    def _add_routes(self, ingest_function: lambda_.IFunction) -> None:
+    def _add_routes(self, ingest_function: lambda_.IFunction, audit_function: lambda_.IFunction) -> None:
         admin = self.admin_function.function
         v1 = self.rest_api.root.add_resource("v1")
         self._method(v1.add_resource("usage"), "POST", ingest_function)
@@ -178,6 +183,25 @@ class Api(Construct):
         api_key = api_keys.add_resource("{key_id}")
         self._method(api_key, "GET", admin, path_params=["key_id"])
         self._method(api_key.add_resource("revoke"), "POST", admin, path_params=["key_id"])
+        self._add_audit_routes(v1.add_resource("audit"), audit_function)
+
+    def _add_audit_routes(self, audit: apigw.IResource, function: lambda_.IFunction) -> None:
+        events = audit.add_resource("events")
+        self._method(events, "GET", function)
+        event = events.add_resource("{event_id}")
+        self._method(event, "GET", function, path_params=["event_id"])
+        self._method(event.add_resource("proof"), "GET", function, path_params=["event_id"])
+        self._method(audit.add_resource("verify"), "GET", function)
+        checkpoints = audit.add_resource("checkpoints")
+        self._method(checkpoints, "GET", function)
+        # API Gateway allows one variable name per level: /{a}/consistency/{b} is /{number}/.../{to_number}
+        # (the function routes on the request path, not on these names).
+        checkpoint = checkpoints.add_resource("{number}")
+        self._method(checkpoint, "GET", function, path_params=["number"])
+        consistency = checkpoint.add_resource("consistency").add_resource("{to_number}")
+        self._method(consistency, "GET", function, path_params=["number", "to_number"])
+        self._method(audit.add_resource("public-key"), "GET", function)
+        self._method(audit.add_resource("exports"), "POST", function)
 
     def _add_web_acl(self, key: kms.IKey) -> wafv2.CfnWebACL:
         def visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:

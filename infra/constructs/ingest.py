@@ -14,6 +14,7 @@ from constructs import Construct
 
 from infra import constants as c
 from infra.constructs import permissions
+from infra.constructs.audit import Audit
 from infra.constructs.database import Database
 from infra.constructs.network import Network
 from infra.constructs.python_function import PythonFunction
@@ -27,6 +28,7 @@ class Ingest(Construct):
         *,
         network: Network,
         database: Database,
+        audit: Audit,
         key: kms.IKey,
         layers: Sequence[lambda_.ILayerVersion],
     ) -> None:
@@ -77,9 +79,10 @@ class Ingest(Construct):
             vpc=network.vpc,
             security_groups=[network.security_group(self, "ApiSecurityGroup", "Ingest API function")],
             key=key,
-            environment={"INGEST_QUEUE_URL": self.queue.queue_url},
+            environment={"INGEST_QUEUE_URL": self.queue.queue_url, **audit.publish_environment},
         )
         permissions.send_to_queue(self.api, self.queue, key)
+        audit.allow_publish(self.api)
 
         self.processor = PythonFunction(
             self,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -40,6 +41,24 @@ class Observability(Construct):
             threshold=c.INGEST_OLDEST_MESSAGE_ALARM_AGE.to_seconds(),
             description=f"Backlog on queue {construct_id}: oldest message older than the ingest budget.",
         )
+
+    def alarm_on_app_metric(self, construct_id: str, metric_name: str, description: str) -> cloudwatch.Alarm:
+        """Any datapoint of a count metric the functions emit (Powertools EMF: namespace + service)."""
+        metric = cloudwatch.Metric(
+            namespace=c.POWERTOOLS_METRICS_NAMESPACE,
+            metric_name=metric_name,
+            dimensions_map={"service": c.POWERTOOLS_SERVICE_NAME},
+            period=c.ALARM_EVALUATION_PERIOD,
+            statistic="Sum",
+        )
+        return self._alarm(construct_id, metric, threshold=0, description=description)
+
+    def alarm_on_errors(
+        self, construct_id: str, function: lambda_.IFunction, description: str
+    ) -> cloudwatch.Alarm:
+        """Any failed invocation of a function no caller sees fail (scheduled, asynchronous)."""
+        metric = function.metric_errors(period=c.ALARM_EVALUATION_PERIOD, statistic="Sum")
+        return self._alarm(construct_id, metric, threshold=0, description=description)
 
     def _alarm(
         self, construct_id: str, metric: cloudwatch.Metric, *, threshold: float, description: str

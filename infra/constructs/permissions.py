@@ -13,6 +13,7 @@ from aws_cdk import Aws, Fn
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_rds as rds
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 
@@ -31,10 +32,11 @@ def _via(service: str) -> dict[str, Any]:
     return {"StringEquals": {"kms:ViaService": f"{service}.{Aws.REGION}.amazonaws.com"}}
 
 
-def send_to_queue(target: Allows, queue: sqs.IQueue, key: kms.IKey) -> None:
-    target.allow("SendToQueue", ["sqs:SendMessage"], [queue.queue_arn])
+def send_to_queue(target: Allows, queue: sqs.IQueue, key: kms.IKey, *, name: str = "Queue") -> None:
+    """sqs:SendMessage (SendMessageBatch is authorised as it) on one queue; ``name`` keeps Sids unique."""
+    target.allow(f"SendTo{name}", ["sqs:SendMessage"], [queue.queue_arn])
     # SSE-KMS producers generate the data key and may need to decrypt a cached one.
-    target.allow("QueueKeyForSend", ["kms:GenerateDataKey", "kms:Decrypt"], [key.key_arn], _via("sqs"))
+    target.allow(f"{name}KeyForSend", ["kms:GenerateDataKey", "kms:Decrypt"], [key.key_arn], _via("sqs"))
 
 
 def consume_queue(target: Allows, queue: sqs.IQueue, key: kms.IKey) -> None:
@@ -51,6 +53,23 @@ def consume_queue(target: Allows, queue: sqs.IQueue, key: kms.IKey) -> None:
         [queue.queue_arn],
     )
     target.allow("QueueKeyForReceive", ["kms:Decrypt"], [key.key_arn], _via("sqs"))
+
+
+def use_objects(
+    target: Allows,
+    sid: str,
+    bucket: s3.IBucket,
+    prefix: str,
+    actions: Sequence[str],
+    key: kms.IKey,
+    key_actions: Sequence[str],
+) -> None:
+    """Object actions under one prefix of one bucket, and the bucket key for them (SSE-KMS, via S3 only).
+
+    PutObject needs kms:GenerateDataKey; GetObject and multipart uploads need kms:Decrypt.
+    """
+    target.allow(sid, actions, [bucket.arn_for_objects(f"{prefix}*")])
+    target.allow(f"{sid}Key", key_actions, [key.key_arn], _via("s3"))
 
 
 def use_idempotency_table(target: Allows, table: dynamodb.ITable, key: kms.IKey) -> None:

@@ -61,11 +61,13 @@ class DatabaseSettings(EnvSettings):
 
 
 class AuthorizerSettings(DatabaseSettings):
-    pass
+    # Authentication failures are audit events.
+    audit_queue_url: str = Field(min_length=1)
 
 
 class IngestApiSettings(EnvSettings):
     ingest_queue_url: str = Field(min_length=1)
+    audit_queue_url: str = Field(min_length=1)
 
 
 class ProcessorSettings(DatabaseSettings):
@@ -74,7 +76,32 @@ class ProcessorSettings(DatabaseSettings):
 
 
 class AdminApiSettings(DatabaseSettings):
-    pass
+    audit_queue_url: str = Field(min_length=1)
+
+
+class AuditAppendSettings(DatabaseSettings):
+    """The FIFO consumer: malformed events go to the dead-letter queue with their reason."""
+
+    audit_dead_letter_queue_url: str = Field(min_length=1)
+
+
+class AuditCheckpointSettings(DatabaseSettings):
+    """The scheduled signer of tree heads (asymmetric KMS key; S3 Object Lock anchor bucket)."""
+
+    audit_signing_key_id: str = Field(min_length=1)
+    audit_anchor_bucket: str = Field(min_length=1)
+    # How long S3 Object Lock (compliance mode) keeps each anchored checkpoint: 7 years by default.
+    audit_anchor_retention_days: int = Field(default=2557, ge=1, le=36_500)
+
+
+class AuditApiSettings(DatabaseSettings):
+    """Audit query, verification, proofs and exports."""
+
+    audit_queue_url: str = Field(min_length=1)
+    audit_signing_key_id: str = Field(min_length=1)
+    exports_bucket: str = Field(min_length=1)
+    # A presigned URL cannot outlive the credentials that signed it (the function's role session).
+    export_url_expiry_s: int = Field(default=900, ge=60, le=3600)
 
 
 class MigrationSettings(EnvSettings):

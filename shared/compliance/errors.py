@@ -66,3 +66,17 @@ class QueueError(DomainError):
 
     status = 503
     title = "Queue unavailable"
+
+
+class AuditUnavailableError(DomainError):
+    """The audit trail could not take an event: the action it records is refused (fail closed)."""
+
+    status = 503
+    title = "Audit trail unavailable"
+
+
+class IntegrityError(DomainError):
+    """Stored audit data or a checkpoint failed verification (tampering or corruption)."""
+
+    status = 500
+    title = "Integrity check failed"

@@ -44,9 +44,24 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
 
     bench = sub.add_parser("bench", help="run a benchmark; the last line is one JSON object of figures")
-    bench.add_argument("name", choices=["ingest"])
+    bench.add_argument("name", choices=["ingest", "audit"])
     bench.add_argument("--json", action="store_true", help="print the JSON figures as the last line")
     bench.add_argument("--records", type=int, default=10_000)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify",
+        help="verify an exported audit log, its checkpoints and signatures offline (no AWS, no database)",
+    )
+    verify.add_argument("export", type=Path, help="an audit export (.jsonl or .csv) as downloaded")
+    verify.add_argument(
+        "--checkpoints", type=Path, help="the export's checkpoints file (default: found beside the export)"
+    )
+    verify.add_argument(
+        "--public-key", type=Path, required=True, help="the signing key's public key (PEM or DER)"
+    )
+    verify.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     return parser
 
 
@@ -77,6 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from compliance_tools.bench import run
 
         return run(args.name, as_json=args.json, records=args.records)
+    if args.command == "audit":
+        from compliance_tools import audit_cli
+
+        return audit_cli.verify(
+            args.export, checkpoints=args.checkpoints, public_key=args.public_key, as_json=args.json
+        )
     return 2
 
 

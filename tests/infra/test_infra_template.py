@@ -31,6 +31,15 @@ EXPECTED_ROUTES = {
     ("POST", "/v1/api-keys"): "admin",
     ("GET", "/v1/api-keys/{key_id}"): "admin",
     ("POST", "/v1/api-keys/{key_id}/revoke"): "admin",
+    ("GET", "/v1/audit/events"): "audit",
+    ("GET", "/v1/audit/events/{event_id}"): "audit",
+    ("GET", "/v1/audit/events/{event_id}/proof"): "audit",
+    ("GET", "/v1/audit/verify"): "audit",
+    ("GET", "/v1/audit/checkpoints"): "audit",
+    ("GET", "/v1/audit/checkpoints/{number}"): "audit",
+    ("GET", "/v1/audit/checkpoints/{number}/consistency/{to_number}"): "audit",
+    ("GET", "/v1/audit/public-key"): "audit",
+    ("POST", "/v1/audit/exports"): "audit",
 }
 
 
@@ -150,27 +159,45 @@ def test_every_queue_refuses_plain_http(synthesized: Synthesized) -> None:
     assert denied == set(synthesized.of_type("AWS::SQS::Queue"))
 
 
-def test_ingest_queue_visibility_is_six_times_the_processor_timeout(synthesized: Synthesized) -> None:
-    # Given the ingest (work) queue and the processor function
-    work = [q for q in synthesized.of_type("AWS::SQS::Queue").values() if "RedrivePolicy" in q["Properties"]]
-    _, processor = _function_by_handler(synthesized, "ingest", "processor.handler")
+def _mapping_of(synthesized: Synthesized, function_id: str) -> Resource:
+    (mapping,) = [
+        m
+        for m in synthesized.of_type("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == _ref(function_id)
+    ]
+    return mapping
+
+
+@pytest.mark.parametrize(
+    ("code_dir", "handler"), [("ingest", "processor.handler"), ("audit", "append.handler")]
+)
+def test_work_queue_visibility_is_six_times_its_consumer_timeout(
+    synthesized: Synthesized, code_dir: str, handler: str
+) -> None:
+    # Given a consumer function and the queue its event source mapping polls
+    consumer_id, consumer = _function_by_handler(synthesized, code_dir, handler)
+    queue_id = _mapping_of(synthesized, consumer_id)["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+    queue = synthesized.resources[queue_id]["Properties"]
 
     # Then the queue's visibility timeout is 6x the function timeout
-    assert len(work) == 1
-    assert work[0]["Properties"]["VisibilityTimeout"] == 6 * processor["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * consumer["Properties"]["Timeout"]
 
 
-def test_event_source_mapping_reports_batch_item_failures(synthesized: Synthesized) -> None:
-    # Given the processor's SQS event source mapping
-    (mapping,) = synthesized.of_type("AWS::Lambda::EventSourceMapping").values()
+def test_event_source_mappings_report_batch_item_failures(synthesized: Synthesized) -> None:
+    # Given the processor's and the audit consumer's SQS event source mappings
     processor_id, _ = _function_by_handler(synthesized, "ingest", "processor.handler")
-    props = mapping["Properties"]
+    append_id, _ = _function_by_handler(synthesized, "audit", "append.handler")
+    assert len(synthesized.of_type("AWS::Lambda::EventSourceMapping")) == 2
+    ingest = _mapping_of(synthesized, processor_id)["Properties"]
+    audit = _mapping_of(synthesized, append_id)["Properties"]
 
-    # Then it delivers batches of 10 within about a second and accepts partial batch failures
-    assert props["FunctionName"] == _ref(processor_id)
-    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert props["BatchSize"] == 10
-    assert props["MaximumBatchingWindowInSeconds"] == 1
+    # Then both deliver batches of 10 and accept partial batch failures
+    for props in (ingest, audit):
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert props["BatchSize"] == 10
+    # And the ingest batches gather for about a second; FIFO allows no batching window
+    assert ingest["MaximumBatchingWindowInSeconds"] == 1
+    assert "MaximumBatchingWindowInSeconds" not in audit
 
 
 # --- Functions ------------------------------------------------------------------------------------------
@@ -183,8 +210,8 @@ def test_every_function_is_traced_arm64_python313_in_the_vpc_with_both_layers(
     functions = synthesized.app_functions()
     layer_refs = [_ref(lid) for lid in synthesized.of_type("AWS::Lambda::LayerVersion")]
 
-    # Then there are five and every one runs the same way
-    assert len(functions) == 5
+    # Then there are eight and every one runs the same way
+    assert len(functions) == 8
     for lid, fn in functions.items():
         props = fn["Properties"]
         assert props["TracingConfig"] == {"Mode": "Active"}, lid
@@ -262,6 +289,25 @@ def test_each_role_has_the_permissions_its_function_uses(synthesized: Synthesize
         ("auth", "authorizer.handler"): {"rds-db:connect"},
         ("admin", "api.handler"): {"rds-db:connect"},
         ("database", "migrate.handler"): {"secretsmanager:GetSecretValue"},
+        ("audit", "append.handler"): {
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:SendMessage",
+            "rds-db:connect",
+        },
+        ("audit", "checkpoint.handler"): {
+            "kms:Sign",
+            "s3:PutObject",
+            "s3:PutObjectRetention",
+            "rds-db:connect",
+        },
+        ("audit", "api.handler"): {
+            "kms:GetPublicKey",
+            "s3:PutObject",
+            "s3:GetObject",
+            "sqs:SendMessage",
+            "rds-db:connect",
+        },
     }
     for (code_dir, handler), needed in expected.items():
         lid, fn = _function_by_handler(synthesized, code_dir, handler)
@@ -279,7 +325,9 @@ def test_environment_follows_the_contract_and_holds_no_secret(synthesized: Synth
     (proxy_id,) = synthesized.of_type("AWS::RDS::DBProxy")
     (instance_id,) = synthesized.of_type("AWS::RDS::DBInstance")
     (queue_id,) = [
-        q for q, r in synthesized.of_type("AWS::SQS::Queue").items() if "RedrivePolicy" in r["Properties"]
+        q
+        for q, r in synthesized.of_type("AWS::SQS::Queue").items()
+        if "RedrivePolicy" in r["Properties"] and not r["Properties"].get("FifoQueue")
     ]
     (table_id,) = synthesized.of_type("AWS::DynamoDB::Table")
 
@@ -292,6 +340,9 @@ def test_environment_follows_the_contract_and_holds_no_secret(synthesized: Synth
         ("auth", "authorizer.handler"),
         ("admin", "api.handler"),
         ("ingest", "processor.handler"),
+        ("audit", "append.handler"),
+        ("audit", "checkpoint.handler"),
+        ("audit", "api.handler"),
     ):
         variables = env(code_dir, handler)
         assert variables["DB_HOST"] == {"Fn::GetAtt": [proxy_id, "Endpoint"]}
@@ -334,7 +385,9 @@ def test_function_and_layer_assets_are_staged_with_their_path(synthesized: Synth
 
 
 def test_kms_key_rotates_and_lets_cloudwatch_logs_use_it(synthesized: Synthesized) -> None:
-    (key,) = synthesized.of_type("AWS::KMS::Key").values()
+    (key,) = [
+        k for k in synthesized.of_type("AWS::KMS::Key").values() if k["Properties"].get("KeyUsage") is None
+    ]
     assert key["Properties"]["EnableKeyRotation"] is True
     sids = {st.get("Sid") for st in key["Properties"]["KeyPolicy"]["Statement"]}
     assert {"AllowCloudWatchLogs", "AllowCloudWatchAlarmsToPublish"} <= sids
@@ -441,6 +494,7 @@ def test_routes_reach_their_functions_through_lambda_proxy(synthesized: Synthesi
     functions = {
         "ingest": _function_by_handler(synthesized, "ingest", "api.handler")[0],
         "admin": _function_by_handler(synthesized, "admin", "api.handler")[0],
+        "audit": _function_by_handler(synthesized, "audit", "api.handler")[0],
     }
     routes = {}
     for method in synthesized.of_type("AWS::ApiGateway::Method").values():

@@ -187,3 +187,8 @@ class StoredAuditEvent(AuditEventIn):
     seq: int = Field(ge=1, le=MAX_SEQ, description="1, 2, 3... per organisation, no gaps.")
     prev_hash: Sha256Hex = Field(description="event_hash of seq - 1; GENESIS_HASH for seq 1.")
     event_hash: Sha256Hex = Field(description="SHA-256 of the canonical form, lowercase hex.")
+
+
+# Events that belong to no organisation (authentication failures with an unknown key) go to the
+# chain of this reserved organisation, created by migration 0003.
+SYSTEM_ORG_ID = UUID("00000000-0000-0000-0000-000000000000")

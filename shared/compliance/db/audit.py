@@ -36,7 +36,15 @@ from compliance.audit.chain import ChainHead, link
 from compliance.audit.events import SAFE_INT, AuditEventIn, StoredAuditEvent
 from compliance.audit.merkle import leaf_hash
 
-__all__ = ["AppendResult", "append_events", "event_leaf_hashes", "head", "read_events"]
+__all__ = [
+    "AppendResult",
+    "append_events",
+    "event_leaf_hashes",
+    "head",
+    "load_details",
+    "read_event_range",
+    "read_events",
+]
 
 # Both run before anything else of the append, pipelined: the first creates the head of an
 # organisation's empty chain (a concurrent creator makes it wait, then do nothing), the
@@ -76,6 +84,15 @@ _SELECT = """
     LIMIT %s
 """
 
+_SELECT_RANGE = """
+    SELECT org_id, seq, event_id, occurred_at, event_type, actor, resource, action, result,
+           ip_address, user_agent, request_id, details::text AS details, prev_hash, event_hash
+    FROM audit_events
+    WHERE org_id = NULLIF(current_setting('app.org_id', true), '')::uuid AND seq > %s AND seq <= %s
+    ORDER BY seq
+    LIMIT %s
+"""
+
 _HEAD = """
     SELECT seq, event_hash FROM audit_heads
     WHERE org_id = NULLIF(current_setting('app.org_id', true), '')::uuid
@@ -83,7 +100,7 @@ _HEAD = """
 
 _EVENT_HASHES = """
     SELECT event_hash FROM audit_events
-    WHERE org_id = NULLIF(current_setting('app.org_id', true), '')::uuid AND seq <= %s
+    WHERE org_id = NULLIF(current_setting('app.org_id', true), '')::uuid AND seq > %s AND seq <= %s
     ORDER BY seq
 """
 
@@ -150,9 +167,19 @@ def read_events(conn: psycopg.Connection[Any], *, after_seq: int = 0, limit: int
     """
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_SELECT, (after_seq, limit)).fetchall()
-    return [
-        StoredAuditEvent.model_validate({**row, "details": _load_details(row["details"])}) for row in rows
-    ]
+    return [_event(row) for row in rows]
+
+
+def read_event_range(
+    conn: psycopg.Connection[Any], *, after_seq: int, upto_seq: int, limit: int
+) -> list[StoredAuditEvent]:
+    """Up to ``limit`` events with ``after_seq < seq <= upto_seq``, by ``seq`` (one page of a range).
+
+    Rows load even when tampered with, as in :func:`read_events`.
+    """
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_SELECT_RANGE, (after_seq, upto_seq, limit)).fetchall()
+    return [_event(row) for row in rows]
 
 
 def head(conn: psycopg.Connection[Any]) -> ChainHead | None:
@@ -164,16 +191,20 @@ def head(conn: psycopg.Connection[Any]) -> ChainHead | None:
     return ChainHead(int(row[0]), str(row[1]))
 
 
-def event_leaf_hashes(conn: psycopg.Connection[Any], upto_seq: int) -> Iterator[bytes]:
-    """RFC 6962 leaf hashes of the events with ``seq <= upto_seq``, in ``seq`` order.
+def event_leaf_hashes(conn: psycopg.Connection[Any], upto_seq: int, after_seq: int = 0) -> Iterator[bytes]:
+    """RFC 6962 leaf hashes of the events with ``after_seq < seq <= upto_seq``, in ``seq`` order.
 
     Streamed row by row (psycopg single-row mode), so a Merkle root over the whole chain
     needs O(log n) memory (``merkle.root_from_leaf_hashes``). Consume it inside the
     transaction, before running anything else on the connection.
     """
     with conn.cursor(row_factory=tuple_row) as cur:
-        for (event_hash,) in cur.stream(_EVENT_HASHES, (upto_seq,)):
+        for (event_hash,) in cur.stream(_EVENT_HASHES, (after_seq, upto_seq)):
             yield leaf_hash(bytes.fromhex(event_hash))
+
+
+def _event(row: dict[str, Any]) -> StoredAuditEvent:
+    return StoredAuditEvent.model_validate({**row, "details": load_details(row["details"])})
 
 
 def _row(event: StoredAuditEvent) -> dict[str, Any]:
@@ -201,5 +232,5 @@ def _parse_int(text: str) -> int | float:
     return value if -SAFE_INT <= value <= SAFE_INT else float(text)
 
 
-def _load_details(text: str) -> Any:
+def load_details(text: str) -> Any:
     return json.loads(text, parse_int=_parse_int)

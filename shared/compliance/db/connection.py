@@ -104,6 +104,14 @@ class Database:
         with self._transaction(sql.SQL("BEGIN")) as conn:
             yield conn
 
+    @contextmanager
+    def transaction(self) -> Iterator[DictConnection]:
+        """One transaction for work over several organisations: it starts with none in scope
+        (like :meth:`unscoped`); the caller switches with :func:`scope` before each one's
+        statements. Everything commits together or not at all."""
+        with self.unscoped() as conn:
+            yield conn
+
     def close(self) -> None:
         with self._lock:
             if self._pool is not None:
@@ -215,6 +223,20 @@ class Database:
         return kwargs
 
 
+def scope(conn: DictConnection, org_id: UUID) -> None:
+    """Put ``org_id`` in scope for the rest of the transaction (until the next ``scope``).
+
+    Transaction-local (``set_config(..., true)``): it ends with the transaction and never
+    leaks to the pooled connection's next user. Driver errors leave as ``DataAccessError``.
+    """
+    import psycopg
+
+    try:
+        conn.execute("SELECT set_config('app.org_id', %s, true)", (str(UUID(str(org_id))),))
+    except psycopg.Error as exc:
+        raise data_access_error(exc) from exc
+
+
 # -- credentials ---------------------------------------------------------------------------
 
 
@@ -313,6 +335,7 @@ __all__ = [
     "data_access_error",
     "database_from_settings",
     "iam_token_provider",
+    "scope",
     "secret_credentials",
     "secret_password_provider",
 ]

@@ -29,4 +29,9 @@ def run(name: str, *, as_json: bool, records: int) -> int:
 
         report("ingest benchmark", bench_ingest(records=records), as_json=as_json)
         return 0
+    if name == "audit":
+        from compliance_tools.bench.audit import bench_audit
+
+        report("audit benchmark", bench_audit(), as_json=as_json)
+        return 0
     raise SystemExit(f"unknown benchmark {name!r}")

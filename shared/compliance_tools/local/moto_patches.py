@@ -9,13 +9,22 @@ few thousand messages queued that is ~10 messages/s. The patches below keep the 
 - message visibility/delay checks use ``time.time()`` (what moto's ``unix_time_millis`` computes,
   through naive datetimes) and the per-queue counts read the clock once per pass.
 
+Two more make FIFO queues behave as in AWS when several pollers receive at once:
+
+- receives on one queue are serialised (the long-poll wait happens outside the lock): moto reads the
+  in-flight message groups at the start of a receive, so two concurrent receives could both hand out
+  messages of the same group, which SQS never does;
+- FIFO messages get increasing ``SequenceNumber``s (moto draws random ones; SQS's grow within a group).
+
 Applied once per process, when the runtime's moto server starts.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from moto.sqs.models import Message, Queue, SQSBackend
@@ -63,11 +72,59 @@ def _retention_ok(self: SQSBackend, queue_name: str, message: Message) -> bool:
     return bool(retention_period + sent_timestamp / 1000 > time.time())
 
 
+_receive_locks: dict[int, threading.Lock] = {}
+_receive_locks_guard = threading.Lock()
+# Starts from the clock so numbers also grow across restarts of the runtime (20 digits, as in SQS).
+_sequence = itertools.count(time.time_ns())
+_sequence_lock = threading.Lock()
+
+
+def _queue_lock(queue: Queue) -> threading.Lock:
+    with _receive_locks_guard:
+        return _receive_locks.setdefault(id(queue), threading.Lock())
+
+
+def _serialised_receive(original: Callable[..., list[Message]]) -> Callable[..., list[Message]]:
+    def receive_message(
+        self: SQSBackend,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> list[Message]:
+        queue = self.get_queue(queue_name)
+        lock = _queue_lock(queue)
+        deadline = time.time() + (wait_seconds_timeout or 0)
+        while True:
+            with lock:
+                result = original(self, queue_name, count, 0, visibility_timeout, message_attribute_names)
+            remaining = deadline - time.time()
+            if result or remaining <= 0:
+                return result
+            queue.wait_for_messages(min(1, remaining))  # type: ignore[arg-type]
+
+    return receive_message
+
+
+def _increasing_sequence(original: Callable[[Queue, Message], None]) -> Callable[[Queue, Message], None]:
+    def add_message(self: Queue, message: Message) -> None:
+        # Numbered before the message becomes visible to a receive.
+        if self.fifo_queue and message.sequence_number is not None:
+            with _sequence_lock:
+                message.sequence_number = f"{next(_sequence):020d}"
+        original(self, message)
+
+    return add_message
+
+
 def apply() -> None:
     global _applied
     with _lock:
         if _applied:
             return
+        SQSBackend.receive_message = _serialised_receive(SQSBackend.receive_message)  # type: ignore[method-assign]
+        Queue.add_message = _increasing_sequence(Queue.add_message)  # type: ignore[method-assign,assignment]
         Message.visible = property(_visible)  # type: ignore[method-assign,assignment]
         Message.delayed = property(_delayed)  # type: ignore[method-assign,assignment]
         Queue.messages = property(_messages)  # type: ignore[method-assign,assignment]

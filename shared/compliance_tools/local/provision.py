@@ -356,7 +356,15 @@ class Provisioner:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
         encryption = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration")
         if encryption:
-            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": encryption})
+            # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
+            rules = [
+                {
+                    ("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v
+                    for k, v in rule.items()
+                }
+                for rule in encryption
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if lock and lock.get("Rule"):
             s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=lock)
         return PhysicalResource(

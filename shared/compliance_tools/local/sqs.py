@@ -5,6 +5,12 @@ Like Lambda's pollers: long-poll up to 10 messages a call, gather up to ``BatchS
 whole batch (messages reappear after the queue's visibility timeout and reach the DLQ through the
 queue's RedrivePolicy, which moto applies on receive). With ``ReportBatchItemFailures`` only the
 messages not named in ``batchItemFailures`` are deleted; an invalid response fails the batch.
+
+FIFO queues (``.fifo``): a receive returns each message group's messages in order and never hands out
+a group that is in flight (moto does this; ``moto_patches`` makes it hold for concurrent pollers), so
+a group is processed by one invocation at a time. As in Lambda, FIFO mappings have no batching window.
+A FIFO response that fails a message but lets a later one of the same group be deleted would reorder
+that group: Lambda deletes it all the same, so this poller does too, and logs a warning.
 """
 
 from __future__ import annotations
@@ -90,6 +96,25 @@ def failed_message_ids(
             return set(batch_ids)
         failed.add(identifier)
     return failed
+
+
+def reordered_groups(batch: list[dict[str, Any]], failed: set[str]) -> set[str]:
+    """FIFO message groups where a failed message is followed by one that would be deleted."""
+    failed_groups: set[str] = set()
+    reordered: set[str] = set()
+    for message in batch:
+        group = message.get("Attributes", {}).get("MessageGroupId")
+        if group is None:
+            continue
+        if message["MessageId"] in failed:
+            failed_groups.add(group)
+        elif group in failed_groups:
+            reordered.add(group)
+    return reordered
+
+
+def is_fifo(queue_arn: str) -> bool:
+    return queue_arn.endswith(".fifo")
 
 
 class SqsPoller:
@@ -186,6 +211,16 @@ class SqsPoller:
         result = self.invoke(spec.function, event)
         ids = [message["MessageId"] for message in batch]
         failed = failed_message_ids(result, ids, spec.report_batch_item_failures)
+        if failed and is_fifo(spec.queue_arn):
+            reordered = reordered_groups(batch, failed)
+            if reordered:
+                logger.warning(
+                    "%s: %d FIFO message group(s) had a failed message followed by a successful one; "
+                    "deleting the later ones reorders the group (report every message after the first "
+                    "failure of a group as failed)",
+                    spec.logical_id,
+                    len(reordered),
+                )
         done = [message for message in batch if message["MessageId"] not in failed]
         for start in range(0, len(done), 10):
             chunk = done[start : start + 10]

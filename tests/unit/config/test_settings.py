@@ -9,7 +9,9 @@ from compliance.errors import ConfigurationError
 
 
 def test_reads_upper_case_variables() -> None:
-    settings = IngestApiSettings.from_environ({"INGEST_QUEUE_URL": "https://sqs/q", "UNRELATED": "x"})
+    settings = IngestApiSettings.from_environ(
+        {"INGEST_QUEUE_URL": "https://sqs/q", "AUDIT_QUEUE_URL": "https://sqs/a.fifo", "UNRELATED": "x"}
+    )
     assert settings.ingest_queue_url == "https://sqs/q"
 
 

@@ -1,0 +1,252 @@
+"""Builders for the audit events producers emit: one place that fixes their vocabulary and shape.
+
+- ``actor``: ``api_key:<key_id>`` for an authenticated caller, ``anonymous`` when unknown.
+- ``resource``: ``route:<METHOD>:<template>`` for an API route (path parameters as ``:name``: the
+  event format admits no braces or spaces), ``api_key:<key_id>`` for a key.
+- ``result``: from the HTTP status (:func:`result_for_status`).
+- ``details``: ids, counts and fixed codes only, never personal data, key material or raw input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
+from uuid import UUID, uuid4
+
+from compliance.audit.events import SYSTEM_ORG_ID, AuditEventIn, AuditResult
+from compliance.audit.sink import AuditSink
+from compliance.errors import AuditUnavailableError
+from compliance.models.auth import Principal, Role
+from compliance.observability import logger, metrics
+
+API_REQUEST = "api.request"
+AUTH_FAILURE = "auth.failure"
+API_KEY_CREATED = "api_key.created"
+API_KEY_REVOKED = "api_key.revoked"
+
+ANONYMOUS = "anonymous"
+UNMATCHED_ROUTE = "*"
+AUDIT_PUBLISH_FAILED = "AuditPublishFailed"
+
+_METHOD = re.compile(r"^[A-Z]{1,16}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,128}$")
+# A route template as Powertools ("<key_id>") or API Gateway ("{key_id}") writes it.
+_TEMPLATE = re.compile(r"^/[A-Za-z0-9._/<>{}+-]{0,200}$")
+_PARAMETER = re.compile(r"[<{]([A-Za-z0-9_]+)\+?[>}]")
+
+
+def publish(sink: AuditSink, events: Sequence[AuditEventIn]) -> None:
+    """Publish, or log, count (metric ``AuditPublishFailed``) and raise AuditUnavailableError.
+
+    Any other exception from the sink counts as unavailability too: the caller fails closed.
+    """
+    try:
+        sink.publish(events)
+    except Exception as exc:
+        metrics.add_metric(name=AUDIT_PUBLISH_FAILED, unit="Count", value=1)
+        logger.error("audit publish failed", extra={"error_type": type(exc).__name__, "events": len(events)})
+        if isinstance(exc, AuditUnavailableError):
+            raise
+        raise AuditUnavailableError("the audit trail is unavailable") from exc
+
+
+def new_event_id() -> UUID:
+    return uuid4()
+
+
+def key_actor(key_id: UUID | None) -> str:
+    return ANONYMOUS if key_id is None else f"api_key:{key_id}"
+
+
+def key_resource(key_id: UUID) -> str:
+    return f"api_key:{key_id}"
+
+
+def http_method(method: str | None) -> str:
+    """The method if it looks like one, else ``OTHER`` (it becomes part of a resource name)."""
+    method = (method or "").upper()
+    return method if _METHOD.match(method) else "OTHER"
+
+
+def route_template(template: str | None) -> str:
+    """API Gateway style (``/v1/api-keys/{key_id}``); :data:`UNMATCHED_ROUTE` if not a template."""
+    if not template or not _TEMPLATE.match(template):
+        return UNMATCHED_ROUTE
+    return _PARAMETER.sub(r"{\1}", template)
+
+
+def route_resource(method: str, template: str) -> str:
+    """``route:POST:/v1/api-keys/:key_id`` for ``POST /v1/api-keys/{key_id}``."""
+    return f"route:{http_method(method)}:" + _PARAMETER.sub(r":\1", route_template(template))
+
+
+def result_for_status(status: int) -> AuditResult:
+    if status >= 500:
+        return AuditResult.ERROR
+    if status in (401, 403):
+        return AuditResult.DENIED
+    if status >= 400:
+        return AuditResult.FAILURE
+    return AuditResult.SUCCESS
+
+
+@dataclass(frozen=True)
+class RequestOrigin:
+    """Where a request came from, as API Gateway reports it (never taken from the request body)."""
+
+    ip_address: IPv4Address | IPv6Address | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> RequestOrigin:
+        """From an API Gateway proxy or REQUEST-authorizer event; anything malformed is left out."""
+        context = event.get("requestContext") or {}
+        identity = context.get("identity") or {}
+        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+        source_ip = identity.get("sourceIp")
+        request_id = context.get("requestId")
+        user_agent = identity.get("userAgent") or headers.get("user-agent")
+        return cls(
+            ip_address=_parse_ip(source_ip),
+            user_agent=user_agent if isinstance(user_agent, str) else None,  # clipped by the model
+            request_id=request_id if isinstance(request_id, str) and _REQUEST_ID.match(request_id) else None,
+        )
+
+
+def _parse_ip(value: object) -> IPv4Address | IPv6Address | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return ip_address(value)
+    except ValueError:
+        return None
+
+
+def _event(
+    *,
+    event_type: str,
+    occurred_at: datetime,
+    actor: str,
+    org_id: UUID,
+    resource: str,
+    action: str,
+    result: AuditResult,
+    origin: RequestOrigin,
+    details: dict[str, Any],
+) -> AuditEventIn:
+    return AuditEventIn(
+        event_id=new_event_id(),
+        occurred_at=occurred_at,
+        event_type=event_type,
+        actor=actor,
+        org_id=org_id,
+        resource=resource,
+        action=action,
+        result=result,
+        ip_address=origin.ip_address,
+        user_agent=origin.user_agent,
+        request_id=origin.request_id,
+        details=details,
+    )
+
+
+def api_request(
+    *,
+    principal: Principal | None,
+    method: str,
+    route: str | None,
+    status: int,
+    origin: RequestOrigin,
+    occurred_at: datetime,
+) -> AuditEventIn:
+    """One API call: who, which route (the template, never the raw path), and how it ended."""
+    template = route_template(route)
+    return _event(
+        event_type=API_REQUEST,
+        occurred_at=occurred_at,
+        actor=key_actor(principal.key_id if principal else None),
+        org_id=principal.org_id if principal else SYSTEM_ORG_ID,
+        resource=route_resource(method, template),
+        action=http_method(method).lower(),
+        result=result_for_status(status),
+        origin=origin,
+        details={"method": http_method(method), "route": template, "status": status},
+    )
+
+
+def auth_failure(
+    *,
+    reason: str,
+    org_id: UUID | None,
+    key_id: UUID | None,
+    key_prefix: str | None,
+    method: str,
+    route: str | None,
+    origin: RequestOrigin,
+    occurred_at: datetime,
+) -> AuditEventIn:
+    """A refused credential. ``org_id``/``key_id`` only when the presented prefix named a stored key;
+    ``key_prefix`` only once it parsed as one (the public part of a key, never the secret)."""
+    details: dict[str, Any] = {"reason": reason}
+    if key_prefix is not None:
+        details["key_prefix"] = key_prefix
+    if key_id is not None:
+        details["key_id"] = str(key_id)
+    return _event(
+        event_type=AUTH_FAILURE,
+        occurred_at=occurred_at,
+        actor=ANONYMOUS,
+        org_id=org_id or SYSTEM_ORG_ID,
+        resource=route_resource(method, route_template(route)),
+        action="authenticate",
+        result=AuditResult.DENIED,
+        origin=origin,
+        details=details,
+    )
+
+
+def api_key_created(
+    *,
+    principal: Principal,
+    key_id: UUID,
+    roles: Iterable[Role],
+    expires_at: datetime | None,
+    origin: RequestOrigin,
+    occurred_at: datetime,
+) -> AuditEventIn:
+    # The key's name is free text (it may name a person): only ids, roles and the expiry go in.
+    return _event(
+        event_type=API_KEY_CREATED,
+        occurred_at=occurred_at,
+        actor=key_actor(principal.key_id),
+        org_id=principal.org_id,
+        resource=key_resource(key_id),
+        action="create",
+        result=AuditResult.SUCCESS,
+        origin=origin,
+        details={
+            "roles": sorted(Role(r).value for r in roles),
+            "expires_at": None if expires_at is None else expires_at.isoformat(),
+        },
+    )
+
+
+def api_key_revoked(
+    *, principal: Principal, key_id: UUID, origin: RequestOrigin, occurred_at: datetime
+) -> AuditEventIn:
+    return _event(
+        event_type=API_KEY_REVOKED,
+        occurred_at=occurred_at,
+        actor=key_actor(principal.key_id),
+        org_id=principal.org_id,
+        resource=key_resource(key_id),
+        action="revoke",
+        result=AuditResult.SUCCESS,
+        origin=origin,
+        details={},
+    )
