@@ -149,6 +149,8 @@ INTERFACE_ENDPOINTS: Final = {
     "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
     "XRay": ec2.InterfaceVpcEndpointAwsService.XRAY,
     "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    # The audit API assumes the export download role (regional STS endpoint, boto3's default).
+    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
 }
 
 # --- Database ----------------------------------------------------------------------------------------
@@ -214,7 +216,11 @@ AUDIT_ANCHOR_RETENTION_DAYS: Final = 2557
 AUDIT_ANCHOR_PREFIX: Final = "checkpoints/"
 EXPORTS_PREFIX: Final = "audit-exports/"
 EXPORTS_EXPIRY: Final = Duration.days(30)
+# Download URLs are signed by a session of the export download role assumed per export for
+# max(900, EXPORT_URL_EXPIRY_S) seconds; the function's role assumes it (role chaining): at most 1 h.
 EXPORT_URL_EXPIRY_S: Final = 900
+EXPORT_DOWNLOAD_MAX_SESSION: Final = Duration.hours(1)
+EXPORT_DOWNLOAD_SESSION_PREFIX: Final = "audit-export-"
 ACCESS_LOGS_EXPIRY: Final = Duration.days(365)
 ACCESS_LOGS_PREFIX_ANCHOR: Final = "audit-anchor/"
 ACCESS_LOGS_PREFIX_EXPORTS: Final = "audit-exports/"

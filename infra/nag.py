@@ -182,6 +182,11 @@ PREFIX_SCOPED_OBJECTS = (
     "object keys carry org and export/checkpoint ids that exist only at run time. The actions are the few "
     "object actions the function performs; no bucket-level or other-prefix access."
 )
+EXPORT_DOWNLOAD_OBJECTS = (
+    "The wildcard is the object-key suffix under the exports prefix of the exports bucket (ARN "
+    "<bucket>/audit-exports/*): export keys carry org and export ids that exist only at run time. The "
+    "role holds s3:GetObject alone; only the audit API role may assume it, for sessions of at most 1 h."
+)
 
 
 def _managed_policy_rule(policy_name: str) -> str:
@@ -256,3 +261,8 @@ def _acknowledge_audit(stack: ComplianceControlPlaneStack) -> None:
         PREFIX_SCOPED_OBJECTS,
     )
     acknowledge(audit.api.role, _objects_rule(audit.exports_bucket, c.EXPORTS_PREFIX), PREFIX_SCOPED_OBJECTS)
+    acknowledge(
+        audit.export_download_role,
+        _objects_rule(audit.exports_bucket, c.EXPORTS_PREFIX),
+        EXPORT_DOWNLOAD_OBJECTS,
+    )

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime
 
 from compliance.api.identity import require
 from compliance.api.problems import register_error_handlers
-from compliance.audit import export, proofs, query, verification
+from compliance.audit import download_links, export, proofs, query, verification
 from compliance.audit.checkpoint import SignedCheckpoint
 from compliance.audit.emit import RequestOrigin
 from compliance.audit.events import MAX_SEQ
@@ -80,7 +80,7 @@ def _keys() -> verification.PublicKeySource:
 
 @functools.cache
 def _exports() -> export.ExportStore:
-    # Its own client: presigned URLs of SSE-KMS objects must be SigV4.
+    # Its own client: SigV4, a longer read timeout for multipart parts.
     import boto3
     from botocore.config import Config
 
@@ -96,6 +96,20 @@ def _exports() -> export.ExportStore:
         ),
     )
     return export.S3ExportStore(s3, settings.exports_bucket)
+
+
+@functools.cache
+def _download_links() -> download_links.LinkSigner:
+    # Signs with a session of the download role per export: its end is known, the function's is not.
+    from compliance.aws.clients import client
+
+    settings = get_settings(AuditApiSettings)
+    return download_links.DownloadSigner(
+        client("sts"),
+        settings.export_download_role_arn,
+        settings.exports_bucket,
+        presigner_for=download_links.s3_presigner(settings.aws_region),
+    )
 
 
 @app.get("/v1/audit/events")
@@ -188,6 +202,7 @@ def create_export(request: ExportRequest, principal: Auditor) -> Response[str]:
         principal,
         request,
         store=_exports(),
+        links=_download_links(),
         sink=_sink(),
         url_expiry_s=settings.export_url_expiry_s,
         now=datetime.now(UTC),

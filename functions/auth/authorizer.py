@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from compliance.audit.sink import AuditSink
 from compliance.auth.authorizer import authorize_request
 from compliance.config import AuthorizerSettings, get_settings, init_environment
 from compliance.db.connection import Database, database_from_settings
 from compliance.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from compliance.audit.sink import AuditSink
 
 
 @functools.cache

@@ -1,17 +1,20 @@
 """Tamper-evident audit trail: FIFO queue -> append function -> per-org hash chain in PostgreSQL,
 a scheduled checkpoint function that signs tree heads with an asymmetric KMS key and anchors them in an
-S3 Object Lock (compliance mode) bucket, and the audit API function with its exports bucket.
+S3 Object Lock (compliance mode) bucket, and the audit API function with its exports bucket and the
+role whose short sessions sign the exports' download URLs.
 
 Producers (authorizer, ingest API, admin API, audit API) get the queue and ``allow_publish()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -52,6 +55,52 @@ def _fifo_queue(
         visibility_timeout=visibility_timeout,
         dead_letter_queue=dead_letter_queue,
     )
+
+
+class ExportDownloadRole(Construct):
+    """The role the audit API assumes, once per export, to sign the export's download URLs.
+
+    A presigned URL stops working when the credentials that signed it expire, and a Lambda execution
+    role's session has no documented remaining lifetime; a session of this role ends when the function
+    asked it to (DurationSeconds), so the URL's stated expiry holds. Its only permission is reading
+    exports: a leaked URL or session reaches nothing else. Statements in a managed policy, like
+    ``roles.ServiceRole`` (no inline policies).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, assumed_by: str) -> None:
+        super().__init__(scope, construct_id)
+        description = "Signs audit export download URLs: reads audit-exports/* only (assumed per export)."
+        self.role = iam.Role(
+            self,
+            "Role",
+            # Only the audit API function's role, and only for sessions named after an export.
+            assumed_by=iam.ArnPrincipal(assumed_by).with_conditions(
+                {"StringLike": {"sts:RoleSessionName": f"{c.EXPORT_DOWNLOAD_SESSION_PREFIX}*"}}
+            ),
+            max_session_duration=c.EXPORT_DOWNLOAD_MAX_SESSION,
+            description=description,
+        )
+        self.policy = iam.ManagedPolicy(self, "Policy", description=description, roles=[self.role])
+
+    def allow(
+        self,
+        sid: str,
+        actions: Sequence[str],
+        resources: Sequence[str],
+        conditions: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.policy.add_statements(
+            iam.PolicyStatement(
+                sid=sid,
+                actions=list(actions),
+                resources=list(resources),
+                conditions=dict(conditions) if conditions else None,
+            )
+        )
+
+    @property
+    def role_arn(self) -> str:
+        return self.role.role_arn
 
 
 class Audit(Construct):
@@ -193,16 +242,33 @@ class Audit(Construct):
             },
         )
         self.api.allow("ReadSigningPublicKey", ["kms:GetPublicKey"], [self.signing_key.key_arn])
+        # The function only writes exports (multipart uploads of SSE-KMS objects need kms:Decrypt);
+        # it never reads them back, and download URLs are signed by the download role's sessions.
         permissions.use_objects(
             self.api,
-            "WriteAndShareExports",
+            "WriteExports",
             self.exports_bucket,
             c.EXPORTS_PREFIX,
-            ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
+            ["s3:PutObject", "s3:AbortMultipartUpload"],
             key,
             ["kms:GenerateDataKey", "kms:Decrypt"],
         )
         self.allow_publish(self.api)
+
+        self.export_download_role = ExportDownloadRole(
+            self, "ExportDownloadRole", assumed_by=self.api.role.role_arn
+        )
+        permissions.use_objects(
+            self.export_download_role,
+            "ReadExports",
+            self.exports_bucket,
+            c.EXPORTS_PREFIX,
+            ["s3:GetObject"],
+            key,
+            ["kms:Decrypt"],
+        )
+        self.api.allow("AssumeExportDownloadRole", ["sts:AssumeRole"], [self.export_download_role.role_arn])
+        self.api.function.add_environment("EXPORT_DOWNLOAD_ROLE_ARN", self.export_download_role.role_arn)
 
     def allow_publish(self, producer: permissions.Allows) -> None:
         """A producer of audit events: sqs:SendMessage on the audit queue and its KMS key (via SQS)."""

@@ -100,7 +100,10 @@ class AuditApiSettings(DatabaseSettings):
     audit_queue_url: str = Field(min_length=1)
     audit_signing_key_id: str = Field(min_length=1)
     exports_bucket: str = Field(min_length=1)
-    # A presigned URL cannot outlive the credentials that signed it (the function's role session).
+    # Download URLs are signed by a session of this role, assumed per export for at least the URL
+    # expiry: a presigned URL cannot outlive the credentials that signed it.
+    export_download_role_arn: str = Field(min_length=1, max_length=2048)
+    # At most 1 h: the function's role assumes the download role (role chaining caps sessions at 1 h).
     export_url_expiry_s: int = Field(default=900, ge=60, le=3600)
 
 

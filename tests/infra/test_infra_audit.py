@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -35,6 +36,15 @@ def _role_statements(synthesized: Synthesized) -> dict[str, list[dict[str, Any]]
         lid: _statements_of_role(synthesized, fn["Properties"]["Role"]["Fn::GetAtt"][0])
         for lid, fn in synthesized.app_functions().items()
     }
+
+
+def _every_role_statements(synthesized: Synthesized) -> dict[str, list[dict[str, Any]]]:
+    """Role logical id -> every statement of that role, for every role of the app (not only functions')."""
+    return {lid: _statements_of_role(synthesized, lid) for lid in synthesized.of_type("AWS::IAM::Role")}
+
+
+def _role_of(synthesized: Synthesized, function_id: str) -> str:
+    return str(synthesized.resources[function_id]["Properties"]["Role"]["Fn::GetAtt"][0])
 
 
 def _holders(synthesized: Synthesized, action: str, resource: Any) -> set[str]:
@@ -219,7 +229,9 @@ def test_audit_environment_follows_the_contract(synthesized: Synthesized) -> Non
     assert checkpoint["AUDIT_ANCHOR_BUCKET"] == _ref(anchor_id)
     assert checkpoint["AUDIT_ANCHOR_RETENTION_DAYS"] == str(c.AUDIT_ANCHOR_RETENTION_DAYS)
     api = env("audit", "api.handler")
+    download_role_id, _ = _one(synthesized, "AWS::IAM::Role", "AuditExportDownloadRole")
     assert api["AUDIT_SIGNING_KEY_ID"] == _arn_of(key_id)
+    assert api["EXPORT_DOWNLOAD_ROLE_ARN"] == _arn_of(download_role_id)
     assert api["EXPORTS_BUCKET"] == _ref(exports_id)
     assert api["EXPORT_URL_EXPIRY_S"] == str(c.EXPORT_URL_EXPIRY_S)
     # And the settings models accept these names (the contract with config.py)
@@ -289,27 +301,107 @@ def test_only_producers_send_to_the_audit_queue_and_only_append_to_its_dlq(synth
 
 
 def test_bucket_access_is_limited_to_one_prefix_each(synthesized: Synthesized) -> None:
-    # Given the buckets
+    # Given the buckets and the roles of the checkpoint function, the audit API and the download role
     anchor_id, _ = _one(synthesized, "AWS::S3::Bucket", "AuditAnchorBucket")
     exports_id, _ = _one(synthesized, "AWS::S3::Bucket", "AuditExportsBucket")
-    checkpoint_id = _fn(synthesized, "audit", "checkpoint.handler")
-    api_id = _fn(synthesized, "audit", "api.handler")
+    checkpoint_role = _role_of(synthesized, _fn(synthesized, "audit", "checkpoint.handler"))
+    api_role = _role_of(synthesized, _fn(synthesized, "audit", "api.handler"))
+    download_role, _ = _one(synthesized, "AWS::IAM::Role", "AuditExportDownloadRole")
 
-    # Then every s3 statement in the app is one of these two, on one prefix of one bucket
+    # Then every s3 statement of every role in the app is one of these three, on one prefix of one bucket
     s3_statements = {
         (lid, tuple(sorted(_as_list(st["Action"])))): st["Resource"]
-        for lid, sts in _role_statements(synthesized).items()
+        for lid, sts in _every_role_statements(synthesized).items()
         for st in sts
         if any(a.startswith("s3:") for a in _as_list(st["Action"]))
     }
+    exports = {"Fn::Join": ["", [_arn_of(exports_id), f"/{c.EXPORTS_PREFIX}*"]]}
     assert s3_statements == {
-        (checkpoint_id, ("s3:PutObject", "s3:PutObjectRetention")): {
+        (checkpoint_role, ("s3:PutObject", "s3:PutObjectRetention")): {
             "Fn::Join": ["", [_arn_of(anchor_id), f"/{c.AUDIT_ANCHOR_PREFIX}*"]]
         },
-        (api_id, ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject")): {
-            "Fn::Join": ["", [_arn_of(exports_id), f"/{c.EXPORTS_PREFIX}*"]]
-        },
+        # The API writes exports but cannot read them back: download URLs are the download role's.
+        (api_role, ("s3:AbortMultipartUpload", "s3:PutObject")): exports,
+        (download_role, ("s3:GetObject",)): exports,
     }
+
+
+def test_only_the_audit_api_role_can_assume_the_export_download_role(synthesized: Synthesized) -> None:
+    # Given the download role and the audit API function's role
+    download_role_id, download_role = _one(synthesized, "AWS::IAM::Role", "AuditExportDownloadRole")
+    api_role = _role_of(synthesized, _fn(synthesized, "audit", "api.handler"))
+    props = download_role["Properties"]
+
+    # Then its trust policy names that one role, for sessions named after an export, of at most 1 h
+    assert props["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"AWS": _arn_of(api_role)},
+            "Condition": {"StringLike": {"sts:RoleSessionName": f"{c.EXPORT_DOWNLOAD_SESSION_PREFIX}*"}},
+        }
+    ]
+    assert props["MaxSessionDuration"] == 3600
+    # (the prefix the code names its sessions with, or every AssumeRole would be denied)
+    from compliance.audit.download_links import SESSION_PREFIX
+
+    assert c.EXPORT_DOWNLOAD_SESSION_PREFIX == SESSION_PREFIX
+    assert "ManagedPolicyArns" not in props and "Policies" not in props
+    # And sts:AssumeRole appears on the audit API role alone, on exactly the download role
+    assume = [
+        (lid, st)
+        for lid, sts in _every_role_statements(synthesized).items()
+        for st in sts
+        if any(a.startswith("sts:") for a in _as_list(st["Action"]))
+    ]
+    assert [(lid, _as_list(st["Action"]), _as_list(st["Resource"])) for lid, st in assume] == [
+        (api_role, ["sts:AssumeRole"], [_arn_of(download_role_id)])
+    ]
+
+
+def test_the_export_download_role_can_only_read_exports(synthesized: Synthesized) -> None:
+    # Given the download role's statements, the exports bucket and the CMK
+    download_role_id, _ = _one(synthesized, "AWS::IAM::Role", "AuditExportDownloadRole")
+    exports_id, _ = _one(synthesized, "AWS::S3::Bucket", "AuditExportsBucket")
+    (key_id,) = [
+        k for k, r in synthesized.of_type("AWS::KMS::Key").items() if "KeyUsage" not in r["Properties"]
+    ]
+    statements = _statements_of_role(synthesized, download_role_id)
+
+    # Then it may GetObject under audit-exports/ and decrypt with the CMK through S3 only: nothing else
+    assert sorted(
+        (st["Effect"], tuple(_as_list(st["Action"])), json.dumps(st["Resource"], sort_keys=True))
+        for st in statements
+    ) == sorted(
+        [
+            (
+                "Allow",
+                ("s3:GetObject",),
+                json.dumps(
+                    {"Fn::Join": ["", [_arn_of(exports_id), f"/{c.EXPORTS_PREFIX}*"]]}, sort_keys=True
+                ),
+            ),
+            ("Allow", ("kms:Decrypt",), json.dumps(_arn_of(key_id), sort_keys=True)),
+        ]
+    )
+    (key_statement,) = [st for st in statements if st["Action"] == "kms:Decrypt"]
+    assert key_statement["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Join": ["", ["s3.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+        }
+    }
+
+
+def test_functions_reach_sts_through_a_vpc_endpoint(synthesized: Synthesized) -> None:
+    # Given the interface endpoints of the isolated VPC (no NAT: AWS APIs only through endpoints)
+    services = [
+        r["Properties"]["ServiceName"]
+        for r in synthesized.of_type("AWS::EC2::VPCEndpoint").values()
+        if r["Properties"].get("VpcEndpointType") == "Interface"
+    ]
+    # Then STS is one of them, with private DNS, so the audit API can assume the download role
+    sts = {"Fn::Join": ["", ["com.amazonaws.", {"Ref": "AWS::Region"}, ".sts"]]}
+    assert sts in services
 
 
 def test_alarms_cover_the_audit_dlq_and_metrics(synthesized: Synthesized) -> None:

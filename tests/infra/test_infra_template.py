@@ -304,7 +304,7 @@ def test_each_role_has_the_permissions_its_function_uses(synthesized: Synthesize
         ("audit", "api.handler"): {
             "kms:GetPublicKey",
             "s3:PutObject",
-            "s3:GetObject",
+            "sts:AssumeRole",  # the export download role, whose sessions sign download URLs
             "sqs:SendMessage",
             "rds-db:connect",
         },

@@ -33,7 +33,6 @@ from compliance.audit.canonical import (
     GENESIS_HASH,
     _fast_canonical_bytes,
     canonical_bytes,
-    compute_event_hash,
 )
 from compliance.audit.events import MAX_SEQ, AuditEventIn, StoredAuditEvent
 
@@ -112,12 +111,18 @@ def _check_head(seq: int, event_hash: str, what: str) -> None:
         raise ValueError(f"{what} at seq 0 must be the genesis hash")
 
 
-def link(events_in: Sequence[AuditEventIn], prev: tuple[int, str] | None) -> list[StoredAuditEvent]:
+def link(
+    events_in: Sequence[AuditEventIn],
+    prev: tuple[int, str] | None,
+    *,
+    canonical_out: list[bytes] | None = None,
+) -> list[StoredAuditEvent]:
     """Assign ``seq``, ``prev_hash`` and ``event_hash`` to ``events_in``, in order.
 
     ``prev`` is the current head of the organisation's chain, ``(seq, event_hash)``, or ``None``
     for an empty chain (the first event gets ``seq`` 1 and :data:`GENESIS_HASH`). All events must
-    belong to one organisation and have distinct ``event_id`` values.
+    belong to one organisation and have distinct ``event_id`` values. ``canonical_out``, when
+    given, receives each event's canonical bytes (what was hashed), in order.
     """
     seq, prev_hash = (0, GENESIS_HASH) if prev is None else prev
     _check_head(seq, prev_hash, "prev")
@@ -129,21 +134,22 @@ def link(events_in: Sequence[AuditEventIn], prev: tuple[int, str] | None) -> lis
     if seq + len(events_in) > MAX_SEQ:
         raise ValueError("chain would exceed the maximum seq")
 
-    fields = set(AuditEventIn.model_fields)
+    fields = tuple(AuditEventIn.model_fields)
     linked: list[StoredAuditEvent] = []
     for event in events_in:
         seq += 1
-        # Re-validate into the stored model, then hash what will be stored (not the input).
-        stored = StoredAuditEvent.model_validate(
-            {
-                **event.model_dump(include=fields),
-                "seq": seq,
-                "prev_hash": prev_hash,
-                "event_hash": GENESIS_HASH,
-            }
+        canonical = canonical_bytes(event, seq=seq, prev_hash=prev_hash)
+        event_hash = sha256(canonical).hexdigest()
+        if canonical_out is not None:
+            canonical_out.append(canonical)
+        # No second validation: an AuditEventIn instance was validated when it was made (and is
+        # frozen), and the three chain fields are produced right here. Validating again cost
+        # ~100 us per event, four times the hash itself.
+        values = {name: getattr(event, name) for name in fields}
+        linked.append(
+            StoredAuditEvent.model_construct(**values, seq=seq, prev_hash=prev_hash, event_hash=event_hash)
         )
-        prev_hash = compute_event_hash(stored, seq=seq, prev_hash=prev_hash)
-        linked.append(stored.model_copy(update={"event_hash": prev_hash}))
+        prev_hash = event_hash
     return linked
 
 

@@ -3,10 +3,9 @@ or CSV with its ``checkpoints.json``, handed out as presigned SigV4 GET URLs.
 
 Objects: ``audit-exports/<org_id>/<export_id>/events.<jsonl|csv>`` and ``.../checkpoints.json``
 (formats: :mod:`compliance.audit.export_format`). The bucket's default encryption (SSE-KMS with the
-bucket key) applies; no SSE headers are sent. A KMS-encrypted object is only served to SigV4
-requests, hence ``signature_version="s3v4"`` on the client that presigns; a presigned URL stops
-working when the credentials that signed it expire (the function's role session), whatever its
-``X-Amz-Expires`` says.
+bucket key) applies; no SSE headers are sent. The function only writes exports: the download links
+are signed by a session of the export download role (:mod:`compliance.audit.download_links`), whose
+end is known, not with the function's own credentials, whose end is not.
 
 Events are read a page at a time and uploaded in multipart parts of :data:`PART_SIZE` bytes, so an
 export of any size runs in bounded memory. Creating an export is itself audited
@@ -17,12 +16,13 @@ the export is refused (fail closed).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID, uuid4
 
 from compliance.audit import emit, export_format
 from compliance.audit.checkpoint import SignedCheckpoint
+from compliance.audit.download_links import LinkSigner
 from compliance.audit.events import AuditEventIn, AuditResult, StoredAuditEvent
 from compliance.audit.sink import AuditSink
 from compliance.db import audit_checkpoints, audit_query
@@ -52,13 +52,9 @@ class ExportStore(Protocol):
         """Store the concatenation of ``chunks`` under ``key`` (all or nothing)."""
         ...
 
-    def presign_get(self, key: str, *, expires_in: int) -> str:
-        """A URL that GETs ``key`` without credentials for ``expires_in`` seconds."""
-        ...
-
 
 class S3ExportStore:
-    """:class:`ExportStore` on an S3 bucket; give it a client built with ``signature_version="s3v4"``."""
+    """:class:`ExportStore` on an S3 bucket (write only: links come from a :class:`LinkSigner`)."""
 
     def __init__(self, client: S3Client, bucket: str, *, part_size: int = PART_SIZE) -> None:
         self._s3 = client
@@ -102,11 +98,6 @@ class S3ExportStore:
             except Exception:  # the original error matters; lifecycle rules reap what is left
                 logger.warning("could not abort a multipart upload", extra={"key": key})
             raise
-
-    def presign_get(self, key: str, *, expires_in: int) -> str:
-        return self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
-        )
 
 
 def _numbered(head: list[bytes], rest: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
@@ -166,6 +157,7 @@ def create_export(
     request: ExportRequest,
     *,
     store: ExportStore,
+    links: LinkSigner,
     sink: AuditSink,
     url_expiry_s: int,
     now: datetime,
@@ -200,6 +192,11 @@ def create_export(
     store.upload(
         checkpoints_key, [manifest.model_dump_json(indent=2).encode()], content_type="application/json"
     )
+    # Signed before the event is published, so the trail records only exports that could be handed
+    # out; the URLs are returned only once the event is taken (fail closed).
+    # ``now`` is the request's start, before the upload: the stated expiry errs early, never late.
+    signed = links.sign(export_id, [events_key, checkpoints_key], expires_in=url_expiry_s, now=now)
+    url, checkpoints_url = signed.urls
     origin = origin or emit.RequestOrigin()
     emit.publish(
         sink,
@@ -232,9 +229,9 @@ def create_export(
         events=counter.count,
         from_seq=from_seq,
         to_seq=to_seq,
-        url=store.presign_get(events_key, expires_in=url_expiry_s),
-        checkpoints_url=store.presign_get(checkpoints_key, expires_in=url_expiry_s),
-        expires_at=now + timedelta(seconds=url_expiry_s),
+        url=url,
+        checkpoints_url=checkpoints_url,
+        expires_at=signed.expires_at,
     )
 
 

@@ -31,7 +31,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
-from compliance.audit.canonical import GENESIS_HASH, format_ip, format_timestamp
+from compliance.audit.canonical import GENESIS_HASH
 from compliance.audit.chain import ChainHead, link
 from compliance.audit.events import SAFE_INT, AuditEventIn, StoredAuditEvent
 from compliance.audit.merkle import leaf_hash
@@ -134,30 +134,41 @@ def append_events(
         else:
             unique[event.event_id] = event
 
-    with conn.cursor(row_factory=tuple_row) as cur:
+    with conn.cursor(row_factory=tuple_row) as cur, conn.cursor(row_factory=tuple_row) as ids:
+        # One round trip: the server runs them in order, so the id check runs once the lock is
+        # held, and sees every concurrent append of the same ids that committed before it.
         with conn.pipeline():
             conn.execute(_ENSURE_HEAD, (org_id, GENESIS_HASH))
             cur.execute(_LOCK_HEAD, (org_id,))
+            ids.execute(_STORED_IDS, (org_id, list(unique)))
         row = cur.fetchone()
         if row is None:  # pragma: no cover - the row was just ensured under RLS
             raise RuntimeError("audit head row missing after upsert")
         current = ChainHead(int(row[0]), str(row[1]))
-        # After the lock: a concurrent append of the same ids has committed by now.
-        stored: set[UUID] = set()
-        if unique:
-            cur.execute(_STORED_IDS, (org_id, list(unique)))
-            stored = {r[0] for r in cur.fetchall()}
+        stored = {r[0] for r in ids.fetchall()}
         fresh = [event for event_id, event in unique.items() if event_id not in stored]
         duplicates = [event_id for event_id in unique if event_id in stored] + repeated
         if not fresh:
             return AppendResult([], duplicates, current if current.seq else None)
 
-        linked = link(fresh, current if current.seq else None)
+        canonical: list[bytes] = []
+        linked = link(fresh, current if current.seq else None, canonical_out=canonical)
         last = ChainHead(linked[-1].seq, linked[-1].event_hash)
         with conn.pipeline():
-            conn.execute(_INSERT, {"org_id": org_id, "events": json.dumps([_row(e) for e in linked])})
+            conn.execute(_INSERT, {"org_id": org_id, "events": _rows_json(canonical, linked)})
             conn.execute(_MOVE_HEAD, (last.seq, last.event_hash, org_id))
     return AppendResult(linked, duplicates, last)
+
+
+def _rows_json(canonical: Sequence[bytes], linked: Sequence[StoredAuditEvent]) -> str:
+    """The rows to insert, as one JSON array: each event's canonical form (which has a member per
+    column, formatted as hashed) with its ``event_hash`` added. Storing the hashed text itself
+    means no second formatting that could disagree with it, and it costs a join, not a dump."""
+    rows = b",".join(
+        c[:-1] + b',"event_hash":"' + e.event_hash.encode() + b'"}'
+        for c, e in zip(canonical, linked, strict=True)
+    )
+    return (b"[" + rows + b"]").decode("utf-8")
 
 
 def read_events(conn: psycopg.Connection[Any], *, after_seq: int = 0, limit: int) -> list[StoredAuditEvent]:
@@ -205,25 +216,6 @@ def event_leaf_hashes(conn: psycopg.Connection[Any], upto_seq: int, after_seq: i
 
 def _event(row: dict[str, Any]) -> StoredAuditEvent:
     return StoredAuditEvent.model_validate({**row, "details": load_details(row["details"])})
-
-
-def _row(event: StoredAuditEvent) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "event_id": str(event.event_id),
-        "occurred_at": format_timestamp(event.occurred_at),
-        "event_type": event.event_type,
-        "actor": event.actor,
-        "resource": event.resource,
-        "action": event.action,
-        "result": str(event.result),
-        "ip_address": None if event.ip_address is None else format_ip(event.ip_address),
-        "user_agent": event.user_agent,
-        "request_id": event.request_id,
-        "details": event.details,
-        "prev_hash": event.prev_hash,
-        "event_hash": event.event_hash,
-    }
 
 
 def _parse_int(text: str) -> int | float:

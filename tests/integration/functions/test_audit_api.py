@@ -49,8 +49,27 @@ def queue_url(aws: None) -> str:
 
 
 @pytest.fixture
+def download_role(aws: None) -> str:
+    """The export download role (moto does not enforce its trust or permissions; the infra tests do)."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
+    created = boto3.client("iam").create_role(
+        RoleName="export-download", AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=3600
+    )
+    return str(created["Role"]["Arn"])
+
+
+@pytest.fixture
 def api(
-    aws: None, signing_key: str, queue_url: str, org: str, db_env: dict[str, str], fresh_import: Any
+    aws: None,
+    signing_key: str,
+    queue_url: str,
+    download_role: str,
+    org: str,
+    db_env: dict[str, str],
+    fresh_import: Any,
 ) -> Any:
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     env = {
@@ -58,6 +77,7 @@ def api(
         "AUDIT_QUEUE_URL": queue_url,
         "AUDIT_SIGNING_KEY_ID": signing_key,
         "EXPORTS_BUCKET": BUCKET,
+        "EXPORT_DOWNLOAD_ROLE_ARN": download_role,
         "EXPORT_URL_EXPIRY_S": str(EXPIRY_S),
     }
     return fresh_import("functions.audit.api", env)
@@ -369,12 +389,17 @@ def test_export_url_downloads_an_export_the_cli_verifies(
     # When a JSONL export of the whole log is created
     status, created = call(api, event("audit/api-create-export.json"), lambda_context)
     assert status == 201 and created["events"] == 13 and created["format"] == "jsonl"
-    # Then its URLs are SigV4 presigned GETs with the configured expiry
+    # Then its URLs are SigV4 presigned GETs with the configured expiry, signed by one session of the
+    # download role (temporary credentials with a token), not by the function's own credentials
+    signed_by = set()
     for url in (created["url"], created["checkpoints_url"]):
         params = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
         assert params["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"] and params["X-Amz-Expires"] == [
             str(EXPIRY_S)
         ]
+        assert "X-Amz-Security-Token" in params
+        signed_by.add(params["X-Amz-Credential"][0].split("/")[0])
+    assert len(signed_by) == 1 and signed_by != {"testing"}
     expires_at = datetime.fromisoformat(created["expires_at"])
     assert 0 < (expires_at - datetime.now(UTC)).total_seconds() <= EXPIRY_S
     # And both download, and the offline verifier accepts them with the published key
@@ -428,6 +453,35 @@ def test_export_is_refused_when_the_audit_trail_is_down(
     monkeypatch.setattr(api, "_sink", lambda: MemoryAuditSink(fail=True))
     status, body = call(api, event("audit/api-create-export.json"), lambda_context)
     assert status == 503 and body["title"] == "Audit trail unavailable"
+
+
+def test_export_is_503_when_the_download_role_cannot_be_assumed(
+    api: Any,
+    seeded: list[Any],
+    queue_url: str,
+    event: Any,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given STS refusing the download role (e.g. a trust policy that does not name the function's role)
+    from botocore.exceptions import ClientError
+
+    from compliance.audit.download_links import DownloadSigner, s3_presigner
+
+    class DeniedSts:
+        def assume_role(self, **_: Any) -> Any:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized"}}, "AssumeRole")
+
+    denied = DownloadSigner(
+        DeniedSts(), "arn:aws:iam::123456789012:role/x", BUCKET, presigner_for=s3_presigner("us-east-1")
+    )
+    monkeypatch.setattr(api, "_download_links", lambda: denied)
+    queued_events(queue_url)
+    # When an export is created
+    status, body = call(api, event("audit/api-create-export.json"), lambda_context)
+    # Then it is the typed 503, and no export event was recorded for links nobody got
+    assert status == 503 and body["title"] == "Export download links unavailable"
+    assert "audit.export_created" not in [e["event_type"] for e in queued_events(queue_url)]
 
 
 # ---------------------------------------------------------------------------------- roles

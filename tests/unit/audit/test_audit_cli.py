@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from compliance.audit import export
 from compliance.audit.canonical import compute_event_hash
 from compliance.audit.checkpoint import LocalSigner
+from compliance.audit.download_links import DownloadLinks
 from compliance.audit.events import StoredAuditEvent
 from compliance.audit.export_format import ExportManifest, jsonl_line, loads
 from compliance.audit.sink import MemoryAuditSink
@@ -35,8 +38,10 @@ class MemoryStore:
     def upload(self, key: str, chunks: Any, *, content_type: str) -> None:
         self.objects[key] = b"".join(chunks)
 
-    def presign_get(self, key: str, *, expires_in: int) -> str:
-        return f"https://exports.example/{key}"
+    def sign(self, export_id: UUID, keys: Any, *, expires_in: int, now: datetime) -> DownloadLinks:
+        """Also the export's link signer (links do not matter to the offline verifier)."""
+        urls = tuple(f"https://exports.example/{key}" for key in keys)
+        return DownloadLinks(urls=urls, expires_at=now + timedelta(seconds=expires_in))
 
 
 def write_export(
@@ -50,6 +55,7 @@ def write_export(
         principal(),
         ExportRequest(format=fmt, **range_),
         store=store,
+        links=store,
         sink=MemoryAuditSink(),
         url_expiry_s=900,
         now=T0,
@@ -286,6 +292,7 @@ def test_export_of_an_empty_log_is_valid(
         principal(),
         ExportRequest(format=fmt),
         store=store,
+        links=store,
         sink=MemoryAuditSink(),
         url_expiry_s=60,
         now=T0,

@@ -7,8 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -16,6 +17,7 @@ from compliance.audit import export, export_format
 from compliance.audit.canonical import recompute_hash
 from compliance.audit.chain import link, verify_chain
 from compliance.audit.checkpoint import LocalSigner
+from compliance.audit.download_links import DownloadLinkError, DownloadLinks
 from compliance.audit.events import SAFE_INT, StoredAuditEvent
 from compliance.audit.sink import MemoryAuditSink
 from compliance.errors import AuditUnavailableError, ValidationFailedError
@@ -139,9 +141,6 @@ class FakeS3:
     def abort_multipart_upload(self, *, Bucket: str, Key: str, UploadId: str) -> None:
         self.aborted.append(Key)
 
-    def generate_presigned_url(self, op: str, *, Params: dict[str, str], ExpiresIn: int) -> str:
-        return f"https://s3.example/{Params['Key']}?X-Amz-Expires={ExpiresIn}"
-
 
 def test_large_upload_goes_in_parts_of_the_part_size() -> None:
     s3 = FakeS3()
@@ -171,8 +170,23 @@ class MemoryStore:
     def upload(self, key: str, chunks: Any, *, content_type: str) -> None:
         self.objects[key] = b"".join(chunks)
 
-    def presign_get(self, key: str, *, expires_in: int) -> str:
-        return f"https://exports.example/{key}?X-Amz-Expires={expires_in}"
+
+class FakeLinks:
+    """Links whose signing session ends ``session_s`` after ``now`` (like a short role session)."""
+
+    def __init__(self, *, session_s: int = 3600, fail: bool = False) -> None:
+        self.session_s = session_s
+        self.fail = fail
+        self.signed: list[tuple[UUID, list[str]]] = []
+
+    def sign(self, export_id: UUID, keys: Any, *, expires_in: int, now: datetime) -> DownloadLinks:
+        if self.fail:
+            raise DownloadLinkError("sts down")
+        self.signed.append((export_id, list(keys)))
+        return DownloadLinks(
+            urls=tuple(f"https://exports.example/{key}?X-Amz-Expires={expires_in}" for key in keys),
+            expires_at=min(now + timedelta(seconds=expires_in), now + timedelta(seconds=self.session_s)),
+        )
 
 
 SIGNER = LocalSigner.generate()
@@ -186,11 +200,19 @@ def log(monkeypatch: pytest.MonkeyPatch) -> FakeLog:
 
 
 def create(
-    request: ExportRequest, sink: MemoryAuditSink | None = None
+    request: ExportRequest, sink: MemoryAuditSink | None = None, links: FakeLinks | None = None
 ) -> tuple[Any, MemoryStore, MemoryAuditSink]:
     store, sink = MemoryStore(), sink or MemoryAuditSink()
     out = export.create_export(
-        fake_db(), principal(), request, store=store, sink=sink, url_expiry_s=900, now=T0, page_size=5
+        fake_db(),
+        principal(),
+        request,
+        store=store,
+        links=links or FakeLinks(),
+        sink=sink,
+        url_expiry_s=900,
+        now=T0,
+        page_size=5,
     )
     return out, store, sink
 
@@ -206,8 +228,11 @@ def test_export_writes_events_and_manifest_and_is_audited(log: FakeLog) -> None:
     manifest = export_format.ExportManifest.model_validate_json(store.objects[checkpoints_key])
     assert (manifest.from_seq, manifest.to_seq, manifest.events) == (4, 7, 4)
     assert [c.head.number for c in manifest.checkpoints] == [2, 3, 4]
-    # And the URLs expire with the configured expiry
-    assert out.url.endswith("X-Amz-Expires=900") and out.expires_at == T0 + timedelta(seconds=900)
+    # And both files are linked, with the configured expiry
+    assert out.url.endswith(f"{events_key}?X-Amz-Expires=900") and out.expires_at == T0 + timedelta(
+        seconds=900
+    )
+    assert out.checkpoints_url.endswith(f"{checkpoints_key}?X-Amz-Expires=900")
     # And one audit.export_created event was published, with no personal data
     (event,) = sink.events
     assert event.event_type == "audit.export_created" and event.resource == f"audit_export:{out.export_id}"
@@ -224,6 +249,25 @@ def test_whole_log_export_covers_every_checkpoint(log: FakeLog) -> None:
 def test_export_is_refused_when_the_audit_trail_is_down(log: FakeLog) -> None:
     with pytest.raises(AuditUnavailableError):
         create(ExportRequest(format=ExportFormat.CSV), MemoryAuditSink(fail=True))
+
+
+def test_expires_at_is_the_signing_sessions_not_the_configured_expiry(log: FakeLog) -> None:
+    # Given links whose signing session ends 600 s from now, before the configured 900 s
+    links = FakeLinks(session_s=600)
+    # When an export is created
+    out, _, _ = create(ExportRequest(format=ExportFormat.CSV), links=links)
+    # Then the stated expiry is the session's end, and the export's own id was signed for
+    assert out.expires_at == T0 + timedelta(seconds=600)
+    assert [export_id for export_id, _ in links.signed] == [out.export_id]
+
+
+def test_no_links_no_audit_event(log: FakeLog) -> None:
+    # Given links that cannot be signed (STS down)
+    sink = MemoryAuditSink()
+    # When an export is created, Then it fails with the typed 503 and records no export event
+    with pytest.raises(DownloadLinkError) as raised:
+        create(ExportRequest(format=ExportFormat.CSV), sink, FakeLinks(fail=True))
+    assert raised.value.status == 503 and sink.events == []
 
 
 @pytest.mark.parametrize(("from_seq", "to_seq"), [(5, 4), (13, None), (None, 13), (1, 99)])
