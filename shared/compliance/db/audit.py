@@ -55,7 +55,16 @@ _ENSURE_HEAD = """
 """
 _LOCK_HEAD = "SELECT seq, event_hash FROM audit_heads WHERE org_id = %s FOR UPDATE"
 
-_STORED_IDS = "SELECT event_id FROM audit_events WHERE org_id = %s AND event_id = ANY(%s)"
+# One unique-index probe per id, whatever the statistics say: with `event_id = ANY(...)` a
+# planner that underestimates an organisation's rows (a young or not yet analysed log) scans the
+# whole organisation instead, so every append got slower as the log grew. The ids travel as one
+# array literal: adapting a list of UUID objects cost more than the query.
+_STORED_IDS = """
+    SELECT i.event_id FROM unnest(%s::uuid[]) AS i(event_id)
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM audit_events e WHERE e.org_id = %s AND e.event_id = i.event_id LIMIT 1
+    ) AS hit
+"""
 
 _INSERT = """
     INSERT INTO audit_events (
@@ -140,7 +149,7 @@ def append_events(
         with conn.pipeline():
             conn.execute(_ENSURE_HEAD, (org_id, GENESIS_HASH))
             cur.execute(_LOCK_HEAD, (org_id,))
-            ids.execute(_STORED_IDS, (org_id, list(unique)))
+            ids.execute(_STORED_IDS, ("{" + ",".join(map(str, unique)) + "}", org_id))
         row = cur.fetchone()
         if row is None:  # pragma: no cover - the row was just ensured under RLS
             raise RuntimeError("audit head row missing after upsert")
