@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -16,11 +16,13 @@ from compliance.api.identity import require
 from compliance.api.problems import register_error_handlers
 from compliance.audit.emit import RequestOrigin
 from compliance.audit.middleware import register_audit_middleware
-from compliance.audit.sink import AuditSink
 from compliance.config import AdminApiSettings, get_settings, init_environment
 from compliance.db.connection import Database, database_from_settings
 from compliance.models.auth import ApiKeyCreate, ApiKeyOut, Principal, Role
 from compliance.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from compliance.audit.sink import AuditSink
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -24,7 +24,6 @@ from compliance.audit.checkpoint import SignedCheckpoint
 from compliance.audit.emit import RequestOrigin
 from compliance.audit.events import MAX_SEQ
 from compliance.audit.middleware import register_audit_middleware
-from compliance.audit.sink import AuditSink
 from compliance.config import AuditApiSettings, get_settings, init_environment
 from compliance.db.connection import Database, database_from_settings
 from compliance.models.audit import (
@@ -47,6 +46,9 @@ from compliance.models.audit import (
 )
 from compliance.models.auth import Principal, Role
 from compliance.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from compliance.audit.sink import AuditSink
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import uuid4
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -14,7 +14,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from compliance.api.identity import require
 from compliance.api.problems import register_error_handlers
 from compliance.audit.middleware import register_audit_middleware
-from compliance.audit.sink import AuditSink
 from compliance.aws.clients import client
 from compliance.aws.queues import SqsSender
 from compliance.config import IngestApiSettings, get_settings, init_environment
@@ -22,6 +21,9 @@ from compliance.ingest.accept import accept_batch
 from compliance.models.auth import Principal, Role
 from compliance.models.usage import UsageBatchIn
 from compliance.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from compliance.audit.sink import AuditSink
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)

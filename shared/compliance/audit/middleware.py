@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from compliance.api.identity import principal_from_context
-from compliance.audit import emit
-from compliance.audit.sink import AuditSink
 from compliance.errors import AuditUnavailableError, UnauthenticatedError
 from compliance.models.auth import Principal
 
@@ -35,7 +33,9 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
     from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
-SinkProvider = Callable[[], AuditSink]
+    from compliance.audit.sink import AuditSink
+
+SinkProvider = Callable[[], "AuditSink"]
 
 # Per-call flags in app.context (Powertools clears it after every call).
 _RECORDED = "audit_recorded"
@@ -73,6 +73,9 @@ def register_audit_middleware(app: APIGatewayRestResolver, sink_provider: SinkPr
         if app.context.get(_RECORDED):
             return
         app.context[_RECORDED] = True
+        # On the first call, not at import: the event models are ~20 ms of every cold start.
+        from compliance.audit import emit
+
         event = app.current_event
         route = None if app.context.get(_UNMATCHED) else app.request.route
         audit_event = emit.api_request(

@@ -7,8 +7,10 @@ cold_import_ms <= 300 per handler module.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,20 +23,21 @@ from compliance_tools.bench.cold_import import cold_import_ms
 from compliance_tools.loadgen import usage_records, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-STATE_DIR = REPO_ROOT / ".local" / "bench"
 APP_USER = "compliance_app"
 
 
 def bench_ingest(*, records: int) -> dict[str, Any]:
     from compliance.models.auth import Role
-    from compliance_tools.local.template import DEFAULT_ASSEMBLY_DIR
     from compliance_tools.local_cli import boot
     from compliance_tools.seed import create_key
 
     figures: dict[str, Any] = {"records": records}
     figures["cold_import_ms"] = cold_import_ms()
-    synth = not (REPO_ROOT / DEFAULT_ASSEMBLY_DIR / "ComplianceControlPlane.template.json").exists()
-    runtime, _ = boot(state_dir=STATE_DIR, synth=synth, port=0)
+    # Always from a fresh synth: a cdk.out left by an older checkout would benchmark old wiring.
+    # A fresh database per run: state left by an older checkout (other migrations) would refuse to boot
+    # or skew the figures. Not under pytest's tmp dirs: the server's system user must reach it.
+    state_dir = Path(tempfile.mkdtemp(prefix="compliance-bench-ingest-"))
+    runtime, _ = boot(state_dir=state_dir, synth=True, port=0)
     try:
         owner_dsn = runtime.database_dsn()
         with psycopg.connect(owner_dsn, autocommit=True) as conn:
@@ -55,6 +58,7 @@ def bench_ingest(*, records: int) -> dict[str, Any]:
         figures["http_detail"] = detail
     finally:
         runtime.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
     figures["goals"] = {
         "http_records_per_s": 2000,
         "processor_records_per_s": 20000,

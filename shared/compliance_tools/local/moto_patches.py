@@ -9,12 +9,15 @@ few thousand messages queued that is ~10 messages/s. The patches below keep the 
 - message visibility/delay checks use ``time.time()`` (what moto's ``unix_time_millis`` computes,
   through naive datetimes) and the per-queue counts read the clock once per pass.
 
-Two more make FIFO queues behave as in AWS when several pollers receive at once:
+More make FIFO queues behave as in AWS when several pollers receive at once:
 
 - receives on one queue are serialised (the long-poll wait happens outside the lock): moto reads the
   in-flight message groups at the start of a receive, so two concurrent receives could both hand out
   messages of the same group, which SQS never does;
-- FIFO messages get increasing ``SequenceNumber``s (moto draws random ones; SQS's grow within a group).
+- FIFO messages get increasing ``SequenceNumber``s (moto draws random ones; SQS's grow within a group);
+- messages of a group whose visibility timeout passed are released together before a receive (moto
+  released them one at a time and handed the first one out after its group-mates);
+- deleting a message holds the lock sending one takes (moto could lose a message sent meanwhile).
 
 Applied once per process, when the runtime's moto server starts.
 """
@@ -72,6 +75,7 @@ def _retention_ok(self: SQSBackend, queue_name: str, message: Message) -> bool:
     return bool(retention_period + sent_timestamp / 1000 > time.time())
 
 
+_FIFO_RETRY_S = 0.05
 _receive_locks: dict[int, threading.Lock] = {}
 _receive_locks_guard = threading.Lock()
 # Starts from the clock so numbers also grow across restarts of the runtime (20 digits, as in SQS).
@@ -98,13 +102,42 @@ def _serialised_receive(original: Callable[..., list[Message]]) -> Callable[...,
         deadline = time.time() + (wait_seconds_timeout or 0)
         while True:
             with lock:
+                if queue.fifo_queue:
+                    _release_timed_out(queue)
                 result = original(self, queue_name, count, 0, visibility_timeout, message_attribute_names)
             remaining = deadline - time.time()
             if result or remaining <= 0:
                 return result
-            queue.wait_for_messages(min(1, remaining))  # type: ignore[arg-type]
+            if queue.fifo_queue:
+                # Visible messages may all belong to groups in flight: moto's wait returns at once
+                # while any message is visible, and this loop would spin (holding the GIL the whole
+                # runtime shares) until the group is released.
+                time.sleep(min(_FIFO_RETRY_S, remaining))
+            else:
+                queue.wait_for_messages(min(1, remaining))  # type: ignore[arg-type]
 
     return receive_message
+
+
+def _release_timed_out(queue: Queue) -> None:
+    """Forget, all at once, the in-flight state of messages whose visibility timeout passed.
+
+    moto releases them one by one while it walks the queue, and skips a message whose group still
+    has an in-flight message further on: when several messages of a group time out together, the
+    first of them was handed out after the later ones, reordering the group.
+    """
+    for message in [m for m in queue.pending_messages if m.visible]:
+        queue.pending_messages.discard(message)
+
+
+def _locked_delete(original: Callable[[Queue, str], None]) -> Callable[[Queue, str], None]:
+    def delete_message(self: Queue, receipt_handle: str) -> None:
+        # moto rebuilds the message list without the lock add_message appends under: a message sent
+        # meanwhile was lost.
+        with self._messages_lock:
+            original(self, receipt_handle)
+
+    return delete_message
 
 
 def _increasing_sequence(original: Callable[[Queue, Message], None]) -> Callable[[Queue, Message], None]:
@@ -125,6 +158,7 @@ def apply() -> None:
             return
         SQSBackend.receive_message = _serialised_receive(SQSBackend.receive_message)  # type: ignore[method-assign]
         Queue.add_message = _increasing_sequence(Queue.add_message)  # type: ignore[method-assign,assignment]
+        Queue.delete_message = _locked_delete(Queue.delete_message)  # type: ignore[method-assign,assignment]
         Message.visible = property(_visible)  # type: ignore[method-assign,assignment]
         Message.delayed = property(_delayed)  # type: ignore[method-assign,assignment]
         Queue.messages = property(_messages)  # type: ignore[method-assign,assignment]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import boto3
@@ -130,3 +131,20 @@ def test_a_deleted_message_releases_its_group_to_the_next_receive() -> None:
     # Then the rest of the group follows, in order
     rest = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     assert [first["Body"], *(m["Body"] for m in rest)] == ["a-0", "a-1", "a-2"]
+
+
+@mock_aws
+def test_messages_of_a_group_that_time_out_together_come_back_in_order() -> None:
+    # Given a whole group received and not deleted (a failed batch), visible again at once
+    moto_patches.apply()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = _fifo_queue(sqs, {"a": 4})
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    assert [m["Body"] for m in received] == ["a-0", "a-1", "a-2", "a-3"]
+    time.sleep(0.01)  # past the (zero) visibility timeout
+
+    # When they are received again
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+
+    # Then the group comes back whole and in order (moto alone handed out the first one last)
+    assert [m["Body"] for m in again] == ["a-0", "a-1", "a-2", "a-3"]
