@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
 
     bench = sub.add_parser("bench", help="run a benchmark; the last line is one JSON object of figures")
-    bench.add_argument("name", choices=["ingest", "audit"])
+    bench.add_argument("name", choices=["ingest", "audit", "pii", "crypto"])
     bench.add_argument("--json", action="store_true", help="print the JSON figures as the last line")
     bench.add_argument("--records", type=int, default=10_000)
 

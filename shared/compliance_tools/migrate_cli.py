@@ -31,8 +31,16 @@ def run(direction: str, *, steps: int, state_dir: Path) -> int:
 
 def _run(direction: str, steps: int, conninfo: str) -> int:
     if direction == "up":
+        import psycopg
+
+        from compliance.catalog import catalog_path, load_catalog
+        from compliance.db import catalog as catalog_repo
+
+        catalog = load_catalog(catalog_path(MIGRATIONS_DIR))  # an invalid file fails before migrating
         applied = migrate.up(conninfo, MIGRATIONS_DIR)
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+        with psycopg.connect(conninfo) as conn:  # as the deploy does: the catalog follows the schema
+            print(f"data catalog: {catalog_repo.sync(conn, catalog)} entries")
     elif direction == "down":
         reverted = migrate.down(conninfo, MIGRATIONS_DIR, steps=steps)
         print("rolled back: " + (", ".join(reverted) if reverted else "nothing"))

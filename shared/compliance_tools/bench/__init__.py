@@ -34,4 +34,14 @@ def run(name: str, *, as_json: bool, records: int) -> int:
 
         report("audit benchmark", bench_audit(), as_json=as_json)
         return 0
+    if name == "pii":
+        from compliance_tools.bench.pii import bench_pii
+
+        report("PII scanner benchmark", bench_pii(), as_json=as_json)
+        return 0
+    if name == "crypto":
+        from compliance_tools.bench.crypto import bench_crypto
+
+        report("field encryption benchmark", bench_crypto(), as_json=as_json)
+        return 0
     raise SystemExit(f"unknown benchmark {name!r}")

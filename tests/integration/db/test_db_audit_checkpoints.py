@@ -251,10 +251,18 @@ def test_the_system_organisation_exists_and_takes_events(migrated_db: Provisione
         assert audit_checkpoints.orgs_due(conn) == [SYSTEM_ORG_ID]
 
 
+def from_0003() -> list[str]:
+    """The ids of 0003 and every later migration, in order."""
+    later = [m.id for m in migrate.discover(MIGRATIONS_DIR) if m.version >= 3]
+    assert later[0] == "0003_audit_checkpoints"
+    return later
+
+
 def test_migration_0003_rolls_back_and_reapplies(migrated_db: ProvisionedDatabase) -> None:
     with migrated_db.owner() as conn:
-        # Given the migrated database / When 0003 is rolled back
-        assert migrate.down(conn, MIGRATIONS_DIR, steps=1) == ["0003_audit_checkpoints"]
+        # Given the migrated database / When 0003 and every later migration are rolled back
+        later = from_0003()
+        assert migrate.down(conn, MIGRATIONS_DIR, steps=len(later)) == later[::-1]
         # Then its objects and the unused system organisation are gone, 0002's remain
         names = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert "audit_checkpoints" not in names and "audit_events" in names
@@ -265,7 +273,7 @@ def test_migration_0003_rolls_back_and_reapplies(migrated_db: ProvisionedDatabas
             "SELECT count(*) FROM organisations WHERE id = %s", (SYSTEM_ORG_ID,)
         ).fetchone() == (0,)
         # When applied again / Then it is back
-        assert migrate.up(conn, MIGRATIONS_DIR) == ["0003_audit_checkpoints"]
+        assert migrate.up(conn, MIGRATIONS_DIR) == later
     org = migrated_db.create_org()
     append(migrated_db, org, 1)
     insert(migrated_db, *next_checkpoint(migrated_db, org))
@@ -275,13 +283,14 @@ def test_rolling_back_0003_keeps_a_system_organisation_in_use(migrated_db: Provi
     # Given events in the system organisation's chain
     append(migrated_db, SYSTEM_ORG_ID, 1)
     with migrated_db.owner() as conn:
-        # When 0003 is rolled back / Then the organisation they belong to stays
-        migrate.down(conn, MIGRATIONS_DIR, steps=1)
+        # When 0003 (and every later migration) is rolled back / Then the organisation they belong to stays
+        later = from_0003()
+        migrate.down(conn, MIGRATIONS_DIR, steps=len(later))
         assert conn.execute(
             "SELECT count(*) FROM organisations WHERE id = %s", (SYSTEM_ORG_ID,)
         ).fetchone() == (1,)
         # And reapplying does not trip over it
-        assert migrate.up(conn, MIGRATIONS_DIR) == ["0003_audit_checkpoints"]
+        assert migrate.up(conn, MIGRATIONS_DIR) == later
 
 
 # ---------------------------------------------------------------------------- the checkpoint run
