@@ -96,10 +96,20 @@ PROCESSOR_FN: Final = FunctionSpec(
 ADMIN_API_FN: Final = FunctionSpec(
     code_dir="admin",
     handler="api.handler",
-    description="API key administration: /v1/api-keys.",
+    description="API key administration (/v1/api-keys) and the data catalog (/v1/catalog).",
     memory_mb=512,
     timeout=Duration.seconds(15),
     reserved_concurrency=5,
+)
+PII_API_FN: Final = FunctionSpec(
+    code_dir="pii",
+    handler="api.handler",
+    description="POST /v1/pii/scan: finds personal data and secrets in texts, optionally redacts them.",
+    # 1769 MB is one full vCPU: the scan is CPU-bound (a full 2M-character batch in a few seconds).
+    memory_mb=1769,
+    timeout=Duration.seconds(29),  # API Gateway's integration timeout
+    # CPU-heavy per call and stateless: a cap on what a burst of large scans can cost.
+    reserved_concurrency=10,
 )
 MIGRATION_FN: Final = FunctionSpec(
     code_dir="database",

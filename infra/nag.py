@@ -94,7 +94,11 @@ DLQ_REASONS: dict[c.FunctionSpec, str] = {
         "in SQS."
     ),
     c.ADMIN_API_FN: (
-        "Invoked synchronously by API Gateway (/v1/api-keys); a Lambda DLQ only captures asynchronous "
+        "Invoked synchronously by API Gateway (/v1/api-keys, /v1/catalog); a Lambda DLQ only captures "
+        "asynchronous invocations, and a failure is returned to the caller as a problem+json error."
+    ),
+    c.PII_API_FN: (
+        "Invoked synchronously by API Gateway (POST /v1/pii/scan); a Lambda DLQ only captures asynchronous "
         "invocations, and a failure is returned to the caller as a problem+json error."
     ),
     c.PROCESSOR_FN: (

@@ -15,6 +15,7 @@ from infra.constructs.ingest import Ingest
 from infra.constructs.layers import Layers
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
+from infra.constructs.pii import Pii
 from infra.constructs.security import Security
 from infra.constructs.storage import AccessLogs
 
@@ -50,12 +51,14 @@ class ComplianceControlPlaneStack(Stack):
             key=key,
             layers=self.layers.all,
         )
+        self.pii = Pii(self, "Pii", network=self.network, audit=self.audit, key=key, layers=self.layers.all)
         self.api = Api(
             self,
             "Api",
             network=self.network,
             database=self.database,
             ingest_function=self.ingest.api.function,
+            pii_function=self.pii.api.function,
             audit=self.audit,
             key=key,
             layers=self.layers.all,

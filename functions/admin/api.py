@@ -1,4 +1,5 @@
-"""API-key administration for system admins of an organisation."""
+"""API-key administration for system admins of an organisation; the data catalog for DPOs,
+auditors and system admins (it describes the schema, not any organisation's data)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from compliance.admin import api_keys
@@ -16,9 +18,16 @@ from compliance.api.identity import require
 from compliance.api.problems import register_error_handlers
 from compliance.audit.emit import RequestOrigin
 from compliance.audit.middleware import register_audit_middleware
+from compliance.catalog import service as catalog_service
 from compliance.config import AdminApiSettings, get_settings, init_environment
 from compliance.db.connection import Database, database_from_settings
 from compliance.models.auth import ApiKeyCreate, ApiKeyOut, Principal, Role
+from compliance.models.catalog import (
+    TABLE_NAME_MAX_LENGTH,
+    TABLE_NAME_PATTERN,
+    CatalogOut,
+    PersonalDataOut,
+)
 from compliance.observability import logger, metrics, tracer
 
 if TYPE_CHECKING:
@@ -27,6 +36,8 @@ if TYPE_CHECKING:
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)
 Admin = Annotated[Principal, Depends(require(app, {Role.SYSTEM_ADMIN}))]
+CatalogReader = Annotated[Principal, Depends(require(app, {Role.DPO, Role.AUDITOR, Role.SYSTEM_ADMIN}))]
+TableName = Annotated[str | None, Query(pattern=TABLE_NAME_PATTERN, max_length=TABLE_NAME_MAX_LENGTH)]
 
 
 @functools.cache
@@ -78,6 +89,16 @@ def revoke_key(key_id: UUID, principal: Admin) -> ApiKeyOut:
     return api_keys.revoke_api_key(
         _db(), principal, key_id, now=datetime.now(UTC), sink=_sink(), origin=_origin()
     )
+
+
+@app.get("/v1/catalog")
+def get_catalog(_reader: CatalogReader) -> CatalogOut:
+    return catalog_service.read_catalog(_db())
+
+
+@app.get("/v1/catalog/personal-data")
+def get_personal_data(_reader: CatalogReader, table: TableName = None) -> PersonalDataOut:
+    return catalog_service.read_personal_data(_db(), table)
 
 
 @init_environment(AdminApiSettings)

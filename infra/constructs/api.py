@@ -62,6 +62,7 @@ class Api(Construct):
         network: Network,
         database: Database,
         ingest_function: lambda_.IFunction,
+        pii_function: lambda_.IFunction,
         audit: Audit,
         key: kms.IKey,
         layers: Sequence[lambda_.ILayerVersion],
@@ -115,7 +116,7 @@ class Api(Construct):
             "RequestValidator", validate_request_parameters=True, validate_request_body=True
         )
         self._add_gateway_responses()
-        self._add_routes(ingest_function, audit.api.function)
+        self._add_routes(ingest_function, pii_function, audit.api.function)
         self.web_acl = self._add_web_acl(key)
 
     def _database_function(
@@ -173,7 +174,12 @@ class Api(Construct):
             request_parameters={f"method.request.path.{name}": True for name in path_params},
         )
 
-    def _add_routes(self, ingest_function: lambda_.IFunction, audit_function: lambda_.IFunction) -> None:
+    def _add_routes(
+        self,
+        ingest_function: lambda_.IFunction,
+        pii_function: lambda_.IFunction,
+        audit_function: lambda_.IFunction,
+    ) -> None:
         admin = self.admin_function.function
         v1 = self.rest_api.root.add_resource("v1")
         self._method(v1.add_resource("usage"), "POST", ingest_function)
@@ -183,6 +189,11 @@ class Api(Construct):
         api_key = api_keys.add_resource("{key_id}")
         self._method(api_key, "GET", admin, path_params=["key_id"])
         self._method(api_key.add_resource("revoke"), "POST", admin, path_params=["key_id"])
+        # The catalog describes the schema: served by the admin function, which already reads PostgreSQL.
+        catalog = v1.add_resource("catalog")
+        self._method(catalog, "GET", admin)
+        self._method(catalog.add_resource("personal-data"), "GET", admin)
+        self._method(v1.add_resource("pii").add_resource("scan"), "POST", pii_function)
         self._add_audit_routes(v1.add_resource("audit"), audit_function)
 
     def _add_audit_routes(self, audit: apigw.IResource, function: lambda_.IFunction) -> None:

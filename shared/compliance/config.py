@@ -79,6 +79,12 @@ class AdminApiSettings(DatabaseSettings):
     audit_queue_url: str = Field(min_length=1)
 
 
+class PiiApiSettings(EnvSettings):
+    """The PII scan API: no database, only the audit queue for its api.request events."""
+
+    audit_queue_url: str = Field(min_length=1)
+
+
 class AuditAppendSettings(DatabaseSettings):
     """The FIFO consumer: malformed events go to the dead-letter queue with their reason."""
 

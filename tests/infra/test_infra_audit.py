@@ -18,6 +18,7 @@ PRODUCERS = (
     ("ingest", "api.handler"),
     ("admin", "api.handler"),
     ("audit", "api.handler"),
+    ("pii", "api.handler"),
 )
 
 
@@ -284,7 +285,7 @@ def test_only_producers_send_to_the_audit_queue_and_only_append_to_its_dlq(synth
     dlq_id, _ = _one(synthesized, "AWS::SQS::Queue", "AuditDeadLetterQueue")
     producers = {_fn(synthesized, code_dir, handler) for code_dir, handler in PRODUCERS}
 
-    # Then exactly the four producers may send audit events, and only the consumer dead-letters them
+    # Then exactly the producers may send audit events, and only the consumer dead-letters them
     assert _holders(synthesized, "sqs:SendMessage", _arn_of(queue_id)) == producers
     assert _holders(synthesized, "sqs:SendMessage", _arn_of(dlq_id)) == {
         _fn(synthesized, "audit", "append.handler")

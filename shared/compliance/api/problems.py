@@ -16,7 +16,7 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://docs.compliance.invalid/problems/"
 
 # A list that exceeds its limit means the request is too large, not malformed (413, not 400).
-_TOO_LARGE_FIELDS = {("body", "records")}
+_TOO_LARGE_FIELDS = {("body", "records"), ("body", "texts")}
 
 
 def problem(

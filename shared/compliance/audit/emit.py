@@ -2,7 +2,8 @@
 
 - ``actor``: ``api_key:<key_id>`` for an authenticated caller, ``anonymous`` when unknown.
 - ``resource``: ``route:<METHOD>:<template>`` for an API route (path parameters as ``:name``: the
-  event format admits no braces or spaces), ``api_key:<key_id>`` for a key.
+  event format admits no braces or spaces), ``api_key:<key_id>`` for a key, ``subject:<uuid>``
+  (``org:<uuid>`` for org-level secrets) for the data keys of a subject (a pseudonymous id).
 - ``result``: from the HTTP status (:func:`result_for_status`).
 - ``details``: ids, counts and fixed codes only, never personal data, key material or raw input.
 """
@@ -27,6 +28,8 @@ API_REQUEST = "api.request"
 AUTH_FAILURE = "auth.failure"
 API_KEY_CREATED = "api_key.created"
 API_KEY_REVOKED = "api_key.revoked"
+KEY_CREATED = "key.created"
+KEY_SHREDDED = "key.shredded"
 
 ANONYMOUS = "anonymous"
 UNMATCHED_ROUTE = "*"
@@ -249,4 +252,65 @@ def api_key_revoked(
         result=AuditResult.SUCCESS,
         origin=origin,
         details={},
+    )
+
+
+# At most this many key ids are listed in a key.shredded event (its details are bounded at 8 kB);
+# ``count`` is always exact and the shred receipt has every id.
+MAX_LISTED_KEY_IDS = 100
+
+
+def key_scope_resource(org_id: UUID, subject_id: UUID | None) -> str:
+    """``subject:<uuid>`` for a subject's data keys, ``org:<uuid>`` for the org-level key."""
+    return f"org:{org_id}" if subject_id is None else f"subject:{subject_id}"
+
+
+def key_created(
+    *,
+    actor: str,
+    org_id: UUID,
+    subject_id: UUID | None,
+    key_id: UUID,
+    kms_key_id: str,
+    occurred_at: datetime,
+    origin: RequestOrigin | None = None,
+) -> AuditEventIn:
+    """A new data key was stored for a scope: its id and wrapping KMS key, never key material."""
+    return _event(
+        event_type=KEY_CREATED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=key_scope_resource(org_id, subject_id),
+        action="create",
+        result=AuditResult.SUCCESS,
+        origin=origin or RequestOrigin(),
+        details={"key_id": str(key_id), "kms_key_id": kms_key_id},
+    )
+
+
+def key_shredded(
+    *,
+    actor: str,
+    org_id: UUID,
+    subject_id: UUID | None,
+    key_ids: Sequence[UUID],
+    occurred_at: datetime,
+    origin: RequestOrigin | None = None,
+) -> AuditEventIn:
+    """A scope's data keys were destroyed (crypto-shredding); ``count`` 0 records a repeated shred."""
+    listed = [str(k) for k in key_ids[:MAX_LISTED_KEY_IDS]]
+    details: dict[str, Any] = {"key_ids": listed, "count": len(key_ids)}
+    if len(key_ids) > len(listed):
+        details["key_ids_truncated"] = True
+    return _event(
+        event_type=KEY_SHREDDED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=key_scope_resource(org_id, subject_id),
+        action="shred",
+        result=AuditResult.SUCCESS,
+        origin=origin or RequestOrigin(),
+        details=details,
     )

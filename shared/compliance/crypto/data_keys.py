@@ -56,7 +56,8 @@ class StoredDataKey(NamedTuple):
 
 
 class WrappedKeyStore(Protocol):
-    """Wrapped data keys by scope (PostgreSQL later; :class:`InMemoryWrappedKeyStore` now)."""
+    """Wrapped data keys by scope: :class:`compliance.db.data_keys.PgWrappedKeyStore` (table
+    ``data_keys``), :class:`InMemoryWrappedKeyStore` for tests and benchmarks."""
 
     def current(self, scope: KeyScope) -> StoredDataKey | None:
         """The key new values of ``scope`` are encrypted with; ``None`` if it has none yet.
@@ -140,6 +141,11 @@ class KmsDataKeys:
 
     def __repr__(self) -> str:
         return f"KmsDataKeys(kms_key_id={self._kms_key_id!r})"
+
+    @property
+    def kms_key_id(self) -> str:
+        """The KMS key data keys are wrapped under (recorded with each stored key)."""
+        return self._kms_key_id
 
     def new_key(self, scope: KeyScope) -> GeneratedDataKey:
         from botocore.exceptions import BotoCoreError, ClientError

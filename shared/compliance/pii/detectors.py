@@ -296,7 +296,10 @@ def detect_ibans(text: str, regions: Sequence[str] = ()) -> Iterator[Finding]:
 
 # The first character comes before the lookbehind so the engine can skip to candidate characters.
 _IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w]|\.\d)")
-_VERSION_CONTEXT = re.compile(r"(?:\bv|version|ver\.?|release|build|section|chapter|§)\s?\Z", re.IGNORECASE)
+# Whole words only: "Server 10.0.0.12" is an address, "ver 10.0.0.12" a version.
+_VERSION_CONTEXT = re.compile(
+    r"(?:\b(?:v|version|ver\.?|release|build|section|chapter)|§)\s?\Z", re.IGNORECASE
+)
 _IPV6 = re.compile(r"[0-9A-Fa-f:](?<![\w:.][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}:[0-9A-Fa-f:.]{1,44}(?![\w:])")
 
 

@@ -19,3 +19,7 @@ class BinaryInputError(ValidationFailedError):
 
 class ScanOptionsError(ValidationFailedError):
     """Unknown entity type, unknown phone region or unusable redaction options."""
+
+
+class ScanBatchTooLargeError(PayloadTooLargeError):
+    """The texts of one request add up to more than the API scans in one call."""

@@ -169,6 +169,9 @@ def test_iban_checksum() -> None:
         ("slice arr[1::2] and a::b", []),
         ("time 12:30:45 and mac 00:1A:2B:3C:4D:5E", []),
         ("release v1.2.3.4", []),
+        # "ver" inside a word is not a version prefix
+        ("Server 10.0.0.12 refused", ["10.0.0.12"]),
+        ("ver. 10.0.0.12", []),
     ],
 )
 def test_ip(text: str, expected: list[str]) -> None:

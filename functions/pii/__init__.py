@@ -1,0 +1,1 @@
+"""Lambda handlers of the PII domain."""
