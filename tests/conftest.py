@@ -35,7 +35,7 @@ import pytest
 
 from compliance_tools.pg import EmbeddedPostgres, PgEndpoint, create_database, drop_database
 
-pytest_plugins = ["tests.lambda_fixtures"]
+pytest_plugins = ["tests.lambda_fixtures", "tests.aws_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS_DIR = REPO_ROOT / "migrations"

@@ -8,8 +8,7 @@ Producers (authorizer, ingest API, admin API, audit API) get the queue and ``all
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
@@ -27,6 +26,7 @@ from infra.constructs import permissions
 from infra.constructs.database import Database
 from infra.constructs.network import Network
 from infra.constructs.python_function import PythonFunction
+from infra.constructs.roles import PolicyRole
 from infra.constructs.storage import AccessLogs, data_bucket
 
 
@@ -57,50 +57,26 @@ def _fifo_queue(
     )
 
 
-class ExportDownloadRole(Construct):
+class ExportDownloadRole(PolicyRole):
     """The role the audit API assumes, once per export, to sign the export's download URLs.
 
     A presigned URL stops working when the credentials that signed it expire, and a Lambda execution
     role's session has no documented remaining lifetime; a session of this role ends when the function
     asked it to (DurationSeconds), so the URL's stated expiry holds. Its only permission is reading
-    exports: a leaked URL or session reaches nothing else. Statements in a managed policy, like
-    ``roles.ServiceRole`` (no inline policies).
+    exports: a leaked URL or session reaches nothing else.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, assumed_by: str) -> None:
-        super().__init__(scope, construct_id)
-        description = "Signs audit export download URLs: reads audit-exports/* only (assumed per export)."
-        self.role = iam.Role(
-            self,
-            "Role",
+        super().__init__(
+            scope,
+            construct_id,
             # Only the audit API function's role, and only for sessions named after an export.
             assumed_by=iam.ArnPrincipal(assumed_by).with_conditions(
                 {"StringLike": {"sts:RoleSessionName": f"{c.EXPORT_DOWNLOAD_SESSION_PREFIX}*"}}
             ),
+            description="Signs audit export download URLs: reads audit-exports/* only (assumed per export).",
             max_session_duration=c.EXPORT_DOWNLOAD_MAX_SESSION,
-            description=description,
         )
-        self.policy = iam.ManagedPolicy(self, "Policy", description=description, roles=[self.role])
-
-    def allow(
-        self,
-        sid: str,
-        actions: Sequence[str],
-        resources: Sequence[str],
-        conditions: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.policy.add_statements(
-            iam.PolicyStatement(
-                sid=sid,
-                actions=list(actions),
-                resources=list(resources),
-                conditions=dict(conditions) if conditions else None,
-            )
-        )
-
-    @property
-    def role_arn(self) -> str:
-        return self.role.role_arn
 
 
 class Audit(Construct):

@@ -11,17 +11,32 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 
-class ServiceRole(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, service: str, description: str) -> None:
+class PolicyRole(Construct):
+    """A role assumed by ``assumed_by`` whose permissions are ``allow()`` statements in one managed policy."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        assumed_by: iam.IPrincipal,
+        description: str,
+        max_session_duration: Duration | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal(service), description=description)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=assumed_by,
+            description=description,
+            max_session_duration=max_session_duration,
+        )
         self.policy = iam.ManagedPolicy(self, "Policy", description=description, roles=[self.role])
-        # What CDK constructs receive: lets them reference the role, ignores the grants they try to add.
-        self.immutable = self.role.without_policy_updates()
 
     def allow(
         self,
@@ -42,3 +57,14 @@ class ServiceRole(Construct):
     @property
     def role_arn(self) -> str:
         return self.role.role_arn
+
+
+class ServiceRole(PolicyRole):
+    """The execution role of an AWS service (a Lambda function)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, service: str, description: str) -> None:
+        super().__init__(
+            scope, construct_id, assumed_by=iam.ServicePrincipal(service), description=description
+        )
+        # What CDK constructs receive: lets them reference the role, ignores the grants they try to add.
+        self.immutable = self.role.without_policy_updates()

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from compliance.audit.checkpoint import SignedCheckpoint, checkpoint_json
+from compliance.aws.clients import error_code
 from compliance.errors import DomainError
 
 if TYPE_CHECKING:
@@ -85,17 +86,8 @@ class S3ObjectLockAnchor:
                 IfNoneMatch="*",
             )
         except Exception as exc:  # botocore ClientError / BotoCoreError alike
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in {"PreconditionFailed", "412"}:
                 return key  # already anchored under this key, locked
             raise AnchorError(f"could not anchor checkpoint {checkpoint.head.number} ({code})") from exc
         return key
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__

@@ -60,6 +60,7 @@ from pydantic import (
 from compliance.audit.canonical import GENESIS_HASH, canonicalize, format_timestamp, format_uuid
 from compliance.audit.events import MAX_SEQ, Sha256Hex
 from compliance.audit.merkle import EMPTY_ROOT
+from compliance.aws.clients import error_code
 from compliance.errors import DomainError, IntegrityError
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ class KmsSigner:
                 SigningAlgorithm=SIGNING_ALGORITHM,
             )
         except Exception as exc:  # botocore ClientError / BotoCoreError alike
-            raise SigningError(f"KMS could not sign the checkpoint ({_aws_error_code(exc)})") from exc
+            raise SigningError(f"KMS could not sign the checkpoint ({error_code(exc)})") from exc
         return response["Signature"]
 
     def public_key_der(self) -> bytes:
@@ -278,7 +279,7 @@ class KmsSigner:
         try:
             return self._client.get_public_key(KeyId=self._key_id)["PublicKey"]
         except Exception as exc:
-            raise SigningError(f"KMS could not return the public key ({_aws_error_code(exc)})") from exc
+            raise SigningError(f"KMS could not return the public key ({error_code(exc)})") from exc
 
 
 class LocalSigner:
@@ -364,12 +365,3 @@ def verify_signature(checkpoint: SignedCheckpoint, public_key: EllipticCurvePubl
     except (binascii.Error, ValueError) as exc:
         raise CheckpointSignatureError("checkpoint signature is not base64") from exc
     verify_message(head_bytes(checkpoint.head), signature, public_key)
-
-
-def _aws_error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__

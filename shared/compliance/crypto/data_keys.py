@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 from uuid import UUID
 
+from compliance.aws.clients import error_code
 from compliance.crypto.context import KeyScope
 from compliance.crypto.envelope import KEY_BYTES
 from compliance.crypto.errors import DecryptionError, KeyServiceUnavailableError, KeyShreddedError
@@ -158,7 +159,9 @@ class KmsDataKeys:
                 EncryptionContext=kms_encryption_context(scope, key_id),
             )
         except (ClientError, BotoCoreError) as exc:
-            raise KeyServiceUnavailableError(f"KMS could not generate a data key ({_code(exc)})") from exc
+            raise KeyServiceUnavailableError(
+                f"KMS could not generate a data key ({error_code(exc)})"
+            ) from exc
         plaintext = bytearray(response["Plaintext"])
         if len(plaintext) != KEY_BYTES:
             raise KeyServiceUnavailableError("KMS returned a data key of the wrong size")
@@ -174,21 +177,12 @@ class KmsDataKeys:
                 EncryptionContext=kms_encryption_context(scope, key_id),
             )
         except ClientError as exc:
-            if _code(exc) in _KMS_INTEGRITY_ERRORS:
-                raise DecryptionError(f"KMS refused the wrapped data key ({_code(exc)})") from exc
-            raise KeyServiceUnavailableError(f"KMS could not unwrap a data key ({_code(exc)})") from exc
+            if error_code(exc) in _KMS_INTEGRITY_ERRORS:
+                raise DecryptionError(f"KMS refused the wrapped data key ({error_code(exc)})") from exc
+            raise KeyServiceUnavailableError(f"KMS could not unwrap a data key ({error_code(exc)})") from exc
         except BotoCoreError as exc:
-            raise KeyServiceUnavailableError(f"KMS could not unwrap a data key ({_code(exc)})") from exc
+            raise KeyServiceUnavailableError(f"KMS could not unwrap a data key ({error_code(exc)})") from exc
         plaintext = bytearray(response["Plaintext"])
         if len(plaintext) != KEY_BYTES:
             raise DecryptionError("KMS unwrapped a data key of the wrong size")
         return plaintext
-
-
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if isinstance(code, str):
-            return code
-    return type(exc).__name__

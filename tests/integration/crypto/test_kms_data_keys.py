@@ -4,7 +4,6 @@ wraps and unwraps data keys bound to their org/subject, end to end through Field
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,21 +25,10 @@ ALICE = uuid.UUID("1e2d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b")
 
 
 @pytest.fixture
-def kms(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def kms(aws: None) -> Any:
     import boto3
-    from moto import mock_aws
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield boto3.client("kms", region_name=REGION)
+    return boto3.client("kms", region_name=REGION)
 
 
 @pytest.fixture

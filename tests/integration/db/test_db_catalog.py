@@ -4,7 +4,6 @@ is read-only for the application, and the deploy loads it after migrating."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -146,28 +145,6 @@ def test_the_application_reads_the_catalog_but_cannot_write_it(
 
 
 # -- deploy -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """moto in-process, with the client cache cleared so no client made outside it is reused."""
-    from moto import mock_aws
-
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    from compliance.aws.clients import client
-
-    client.cache_clear()
-    with mock_aws():
-        yield
-    client.cache_clear()
 
 
 def test_deploy_loads_the_catalog_after_migrating(

@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from compliance.audit.sink import MemoryAuditSink
+from tests.aws_fixtures import REGION
+
 ORG_IN_EVENTS = "6f1c0a52-0d0e-4d7b-9a43-1c1f5d3f0001"
-REGION = "us-east-1"
+AUDIT_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/audit.fifo"
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from moto import mock_aws
+def audit() -> MemoryAuditSink:
+    """Where the handler under test publishes its audit events."""
+    return MemoryAuditSink()
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    from compliance.aws.clients import client
 
-    client.cache_clear()  # clients made outside the mock would talk to the network
-    with mock_aws():
-        yield
-    client.cache_clear()
+@pytest.fixture
+def audited(fresh_import: Any, audit: MemoryAuditSink, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """Import a handler afresh with ``env`` plus the audit queue, its audit sink replaced by ``audit``."""
+
+    def load(module_name: str, env: dict[str, str], *, sink_attr: str = "_sink") -> Any:
+        module = fresh_import(module_name, {**env, "AUDIT_QUEUE_URL": AUDIT_QUEUE_URL})
+        monkeypatch.setattr(module, sink_attr, lambda: audit)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -12,27 +12,12 @@ from compliance.audit.sink import MemoryAuditSink
 from compliance.models.auth import Role
 from compliance_tools.seed import create_key
 
-AUDIT_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/audit.fifo"
 CALLER_KEY = "6f1c0a52-0d0e-4d7b-9a43-1c1f5d3f00aa"  # the key id in the sample events' authorizer context
 
 
 @pytest.fixture
-def audit() -> MemoryAuditSink:
-    return MemoryAuditSink()
-
-
-@pytest.fixture
-def admin(
-    aws: None,
-    org: str,
-    db_env: dict[str, str],
-    fresh_import: Any,
-    audit: MemoryAuditSink,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
-    module = fresh_import("functions.admin.api", {**db_env, "AUDIT_QUEUE_URL": AUDIT_QUEUE_URL})
-    monkeypatch.setattr(module, "_sink", lambda: audit)
-    return module
+def admin(aws: None, org: str, db_env: dict[str, str], audited: Any) -> Any:
+    return audited("functions.admin.api", db_env)
 
 
 def requests(audit: MemoryAuditSink) -> list[tuple[str, Any]]:

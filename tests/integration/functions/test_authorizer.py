@@ -14,26 +14,10 @@ from compliance.audit.sink import MemoryAuditSink
 from compliance.models.auth import Role
 from compliance_tools.seed import create_key
 
-AUDIT_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/audit.fifo"
-
 
 @pytest.fixture
-def audit() -> MemoryAuditSink:
-    return MemoryAuditSink()
-
-
-@pytest.fixture
-def authorizer(
-    aws: None,
-    org: str,
-    db_env: dict[str, str],
-    fresh_import: Any,
-    audit: MemoryAuditSink,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
-    module = fresh_import("functions.auth.authorizer", {**db_env, "AUDIT_QUEUE_URL": AUDIT_QUEUE_URL})
-    monkeypatch.setattr(module, "_audit_sink", lambda: audit)
-    return module
+def authorizer(aws: None, org: str, db_env: dict[str, str], audited: Any) -> Any:
+    return audited("functions.auth.authorizer", db_env, sink_attr="_audit_sink")
 
 
 @pytest.fixture

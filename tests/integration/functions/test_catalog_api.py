@@ -13,13 +13,6 @@ from compliance.catalog import catalog_path, load_catalog
 from compliance.db import catalog as catalog_db
 from tests.conftest import MIGRATIONS_DIR
 
-AUDIT_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/audit.fifo"
-
-
-@pytest.fixture
-def audit() -> MemoryAuditSink:
-    return MemoryAuditSink()
-
 
 @pytest.fixture
 def synced(migrated_db: Any) -> int:
@@ -29,17 +22,8 @@ def synced(migrated_db: Any) -> int:
 
 
 @pytest.fixture
-def admin(
-    aws: None,
-    synced: int,
-    db_env: dict[str, str],
-    fresh_import: Any,
-    audit: MemoryAuditSink,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
-    module = fresh_import("functions.admin.api", {**db_env, "AUDIT_QUEUE_URL": AUDIT_QUEUE_URL})
-    monkeypatch.setattr(module, "_sink", lambda: audit)
-    return module
+def admin(aws: None, synced: int, db_env: dict[str, str], audited: Any) -> Any:
+    return audited("functions.admin.api", db_env)
 
 
 def call(module: Any, event: dict[str, Any], ctx: Any) -> tuple[int, dict[str, Any], dict[str, Any]]:

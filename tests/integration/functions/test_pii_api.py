@@ -13,7 +13,6 @@ from compliance.models.pii import MAX_TEXTS
 from compliance.pii import MAX_SCAN_CHARS
 from compliance.pii.service import MAX_BATCH_CHARS
 
-AUDIT_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/audit.fifo"
 RESOURCE = "route:POST:/v1/pii/scan"
 # What the sample events plant (the test checks each is found, and never sent back).
 EMAIL, PHONE, CARD = "jane.doe@example.com", "+44 20 7946 0958", "4111 1111 1111 1111"
@@ -21,15 +20,8 @@ SSN, ACCESS_KEY = "536-22-8145", "AKIAIOSFODNN7EXAMPLE"
 
 
 @pytest.fixture
-def audit() -> MemoryAuditSink:
-    return MemoryAuditSink()
-
-
-@pytest.fixture
-def pii(aws: None, fresh_import: Any, audit: MemoryAuditSink, monkeypatch: pytest.MonkeyPatch) -> Any:
-    module = fresh_import("functions.pii.api", {"AUDIT_QUEUE_URL": AUDIT_QUEUE_URL})
-    monkeypatch.setattr(module, "_sink", lambda: audit)
-    return module
+def pii(aws: None, audited: Any) -> Any:
+    return audited("functions.pii.api", {})
 
 
 def call(module: Any, event: dict[str, Any], ctx: Any) -> tuple[int, dict[str, Any], dict[str, Any]]:

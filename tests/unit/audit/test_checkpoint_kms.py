@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,19 +22,10 @@ from tests.unit.audit.test_checkpoint import HEAD
 
 
 @pytest.fixture
-def kms(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def kms(aws: None) -> Any:
     import boto3
-    from moto import mock_aws
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield boto3.client("kms", region_name="us-east-1")
+    return boto3.client("kms", region_name="us-east-1")
 
 
 def test_a_kms_signature_verifies_with_the_kms_public_key(kms: Any) -> None:
