@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 venv: $(STAMP)
 
-$(LAYER_STAMP): $(STAMP) layers/requirements.txt layers/build.py $(shell find shared/compliance -name "*.py") $(wildcard migrations/*.sql)
+$(LAYER_STAMP): $(STAMP) layers/requirements.txt layers/build.py $(shell find shared/compliance -name "*.py") $(wildcard migrations/*.sql) migrations/catalog.toml
 	$(BIN)/python layers/build.py
 
 layer: $(LAYER_STAMP)

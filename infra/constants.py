@@ -46,6 +46,14 @@ APP_CONTEXT: Final = {
     "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
 }
 
+# --- Field-level encryption ---------------------------------------------------------------------------
+FIELD_KEY_ALIAS: Final = "alias/compliance/field-data-keys"
+# KMS rotates the key material yearly by default; data keys are re-wrapped under the new material.
+FIELD_KEY_ROTATION_PERIOD: Final = Duration.days(365)
+# compliance.crypto.data_keys binds purpose=field-data-key to every data key; IAM requires it.
+FIELD_KEY_CONTEXT_NAME: Final = "purpose"
+FIELD_KEY_CONTEXT_VALUE: Final = "field-data-key"
+
 # --- Lambda ------------------------------------------------------------------------------------------
 LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_13
 LAMBDA_ARCHITECTURE: Final = lambda_.Architecture.ARM_64
@@ -283,3 +291,49 @@ GATEWAY_PROBLEMS: Final = (
     ProblemResponse("DEFAULT_4XX", 400, "Bad request", "the request could not be processed"),
     ProblemResponse("DEFAULT_5XX", 500, "Internal error", "the request failed, retry later"),
 )
+
+# --- PII sweep (issue 4) -------------------------------------------------------------------------------
+PII_SWEEP_FN: Final = FunctionSpec(
+    code_dir="pii",
+    handler="sweep.handler",
+    description="Daily sweep: scans samples of columns the data catalog says hold no personal data.",
+    # One full vCPU: the scan is CPU-bound (~1 MB/s); at most 2 MB per org by default.
+    memory_mb=1769,
+    # Lambda's maximum; the sweep stops starting organisations when less than 20 s are left.
+    timeout=Duration.minutes(15),
+    # One run at a time: a second concurrent run would only repeat the reads.
+    reserved_concurrency=1,
+)
+# Daily at 02:30 UTC, outside the busiest ingest hours of the markets served.
+PII_SWEEP_SCHEDULE_HOUR_UTC: Final = "2"
+PII_SWEEP_SCHEDULE_MINUTE: Final = "30"
+# Sampling bounds (compliance.config.PiiSweepSettings): rows and bytes per column, bytes per org.
+PII_SWEEP_ROWS_PER_COLUMN: Final = 1000
+PII_SWEEP_COLUMN_BYTES: Final = 262_144
+PII_SWEEP_ORG_BYTES: Final = 2_097_152
+# Metrics the sweep emits: any datapoint above 0 is an alarm (findings, an organisation that failed).
+PII_SWEEP_ALARM_METRICS: Final = ("PiiSweepFindings", "PiiSweepFailed", "PiiSweepIncomplete")
+
+# --- Key rotation and the shred ledger (issue 4) --------------------------------------------------------
+KEY_REWRAP_FN: Final = FunctionSpec(
+    code_dir="keys",
+    handler="rewrap.handler",
+    description="Daily: re-applies ledgered shreds, then re-wraps data keys under the newest key material.",
+    memory_mb=512,
+    # KMS ReEncrypt per key (~10 ms): 15 minutes re-wrap tens of thousands of keys; the rest waits a day.
+    timeout=Duration.minutes(15),
+    # One run at a time: a second concurrent run would only wait on the first one's row locks.
+    reserved_concurrency=1,
+)
+# Daily at 03:15 UTC, after the PII sweep.
+KEY_REWRAP_SCHEDULE_HOUR_UTC: Final = "3"
+KEY_REWRAP_SCHEDULE_MINUTE: Final = "15"
+# Live keys whose wrapped form is older than this are re-wrapped (KMS rotates the material yearly).
+KEY_REWRAP_MAX_AGE_DAYS: Final = 30
+KEY_REWRAP_BATCH_SIZE: Final = 100
+# The shred ledger: prefix of the audit anchor bucket (Object Lock, COMPLIANCE mode). Records are kept
+# as long as the anchored checkpoints, far longer than any database backup.
+SHRED_LEDGER_PREFIX: Final = "shreds/"
+SHRED_LEDGER_RETENTION_DAYS: Final = AUDIT_ANCHOR_RETENTION_DAYS
+# Any datapoint is an alarm: an org whose keys were not re-wrapped, a ledger that could not be applied.
+KEY_JOB_ALARM_METRICS: Final = ("KeyRewrapFailed", "ShredReapplyFailed")

@@ -84,6 +84,11 @@ ENI_AND_XRAY_WILDCARD = (
     "Every other statement names its queue, table, key, secret, log group or proxy user."
 )
 DLQ_REASONS: dict[c.FunctionSpec, str] = {
+    c.KEY_REWRAP_FN: (
+        "Invoked asynchronously by its daily EventBridge rule; a failed run changes nothing half-way (one "
+        "transaction per batch) and is alarmed (function errors, KeyRewrapFailed, ShredReapplyFailed); the "
+        "next day's run retries everything still due, so a dead-letter copy of the event adds nothing."
+    ),
     c.AUTHORIZER_FN: (
         "Invoked synchronously by API Gateway as the REQUEST authorizer; a Lambda DLQ only captures "
         "asynchronous invocations, and a failure here is answered to the caller as a problem+json error."
@@ -118,6 +123,11 @@ DLQ_REASONS: dict[c.FunctionSpec, str] = {
     c.AUDIT_API_FN: (
         "Invoked synchronously by API Gateway (/v1/audit/...); a Lambda DLQ only captures asynchronous "
         "invocations, and a failure is returned to the caller as a problem+json error."
+    ),
+    c.PII_SWEEP_FN: (
+        "Invoked by a daily EventBridge schedule with an empty event: a failed run has nothing to replay, "
+        "because the next run samples every organisation again; it reads only and its audit events carry "
+        "ids derived from the run. Failures alarm on the Errors metric and on PiiSweepFailed."
     ),
     c.MIGRATION_FN: (
         "Invoked synchronously (RequestResponse) by the CloudFormation Trigger on deploy; a failure fails "

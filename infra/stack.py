@@ -10,6 +10,7 @@ from constructs import Construct
 from infra import constants as c
 from infra.constructs.api import Api
 from infra.constructs.audit import Audit
+from infra.constructs.data_protection import DataProtection
 from infra.constructs.database import Database
 from infra.constructs.ingest import Ingest
 from infra.constructs.layers import Layers
@@ -33,6 +34,7 @@ class ComplianceControlPlaneStack(Stack):
         self.layers = Layers(self, "Layers")
         self.database = Database(self, "Database", network=self.network, key=key, layers=self.layers.all)
         self.access_logs = AccessLogs(self, "AccessLogs")
+        self.data_protection = DataProtection(self, "DataProtection")
         self.audit = Audit(
             self,
             "Audit",
@@ -42,16 +44,28 @@ class ComplianceControlPlaneStack(Stack):
             access_logs=self.access_logs,
             layers=self.layers.all,
         )
+        self.data_protection.add_key_job(
+            network=self.network, database=self.database, audit=self.audit, key=key, layers=self.layers.all
+        )
         self.ingest = Ingest(
             self,
             "Ingest",
             network=self.network,
             database=self.database,
             audit=self.audit,
+            data_protection=self.data_protection,
             key=key,
             layers=self.layers.all,
         )
-        self.pii = Pii(self, "Pii", network=self.network, audit=self.audit, key=key, layers=self.layers.all)
+        self.pii = Pii(
+            self,
+            "Pii",
+            network=self.network,
+            database=self.database,
+            audit=self.audit,
+            key=key,
+            layers=self.layers.all,
+        )
         self.api = Api(
             self,
             "Api",
@@ -60,6 +74,7 @@ class ComplianceControlPlaneStack(Stack):
             ingest_function=self.ingest.api.function,
             pii_function=self.pii.api.function,
             audit=self.audit,
+            data_protection=self.data_protection,
             key=key,
             layers=self.layers.all,
         )
@@ -77,12 +92,39 @@ class ComplianceControlPlaneStack(Stack):
             self.audit.checkpoint.function,
             "The scheduled audit checkpoint failed: tree heads are not being signed and anchored.",
         )
+        for metric_name in c.PII_SWEEP_ALARM_METRICS:
+            self.observability.alarm_on_app_metric(
+                metric_name,
+                metric_name,
+                f"{metric_name}: the PII sweep found personal data where the catalog says there is none,"
+                " or could not sweep an organisation (see the pii.sweep_completed audit events).",
+            )
+        self.observability.alarm_on_errors(
+            "PiiSweepErrors",
+            self.pii.sweep.function,
+            "The scheduled PII sweep failed: columns catalogued as not personal are not being checked.",
+        )
+        for metric_name in c.KEY_JOB_ALARM_METRICS:
+            self.observability.alarm_on_app_metric(
+                metric_name,
+                metric_name,
+                f"{metric_name}: data keys of an organisation were not re-wrapped, or recorded shreds could"
+                " not be re-applied (a restored database may serve erased subjects).",
+            )
+        assert self.data_protection.rewrap is not None
+        self.observability.alarm_on_errors(
+            "KeyRewrapErrors",
+            self.data_protection.rewrap.function,
+            "The daily key job failed: shreds are not re-applied after restores and keys are not re-wrapped.",
+        )
         # Functions that read the schema deploy after this deploy's migrations ran.
         self.database.run_migrations_before(
+            self.data_protection.rewrap,
             self.api.authorizer_function,
             self.api.admin_function,
             self.ingest.processor,
             *self.audit.functions,
+            self.pii.sweep,
         )
 
         # Stable output names for operators, the e2e tests and the local runtime.
@@ -95,4 +137,5 @@ class ComplianceControlPlaneStack(Stack):
         CfnOutput(self, "AuditDeadLetterQueueUrl", value=self.audit.dead_letter_queue.queue_url)
         CfnOutput(self, "AuditSigningKeyArn", value=self.audit.signing_key.key_arn)
         CfnOutput(self, "AuditAnchorBucketName", value=self.audit.anchor_bucket.bucket_name)
+        CfnOutput(self, "FieldKeyArn", value=self.data_protection.field_key.key_arn)
         CfnOutput(self, "ExportsBucketName", value=self.audit.exports_bucket.bucket_name)

@@ -98,13 +98,17 @@ def pg_endpoint() -> Iterator[PgEndpoint]:
 
 @pytest.fixture(scope="session")
 def _migrated_template(pg_endpoint: PgEndpoint) -> Iterator[str]:
-    """A database migrated once per session, copied for every ``migrated_db``."""
+    """A database migrated once per session, copied for every ``migrated_db``: migrated up and
+    its data catalog loaded, as the deploy leaves it (field encryption reads the catalog)."""
+    from compliance.catalog import catalog_path, load_catalog
+    from compliance.db import catalog as db_catalog
     from compliance.db import migrate
 
     name = f"tpl_{uuid.uuid4().hex[:12]}"
     create_database(pg_endpoint, name)
     with psycopg.connect(pg_endpoint.dsn(name), autocommit=True) as conn:
         migrate.up(conn, MIGRATIONS_DIR)
+        db_catalog.sync(conn, load_catalog(catalog_path(MIGRATIONS_DIR)))
         migrate.ensure_app_user(conn, APP_USER, APP_PASSWORD)
     try:
         yield name

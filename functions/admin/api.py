@@ -1,5 +1,7 @@
 """API-key administration for system admins of an organisation; the data catalog for DPOs,
-auditors and system admins (it describes the schema, not any organisation's data)."""
+auditors and system admins (it describes the schema, not any organisation's data); the org's
+PII settings (system admins and DPOs); stored usage records, decrypted for roles that may read
+content (compliance.ingest.records)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.depends import Depends
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from compliance.admin import api_keys
+from compliance.admin import settings as org_settings
 from compliance.api.identity import require
 from compliance.api.problems import register_error_handlers
 from compliance.audit.emit import RequestOrigin
@@ -21,6 +24,7 @@ from compliance.audit.middleware import register_audit_middleware
 from compliance.catalog import service as catalog_service
 from compliance.config import AdminApiSettings, get_settings, init_environment
 from compliance.db.connection import Database, database_from_settings
+from compliance.ingest.records import READ_ROLES, read_usage_record
 from compliance.models.auth import ApiKeyCreate, ApiKeyOut, Principal, Role
 from compliance.models.catalog import (
     TABLE_NAME_MAX_LENGTH,
@@ -28,15 +32,21 @@ from compliance.models.catalog import (
     CatalogOut,
     PersonalDataOut,
 )
+from compliance.models.settings import PiiSettings
+from compliance.models.usage import UsageRecordDetailOut
 from compliance.observability import logger, metrics, tracer
 
 if TYPE_CHECKING:
     from compliance.audit.sink import AuditSink
+    from compliance.crypto.session import FieldCrypto
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)
 Admin = Annotated[Principal, Depends(require(app, {Role.SYSTEM_ADMIN}))]
 CatalogReader = Annotated[Principal, Depends(require(app, {Role.DPO, Role.AUDITOR, Role.SYSTEM_ADMIN}))]
+SettingsAdmin = Annotated[Principal, Depends(require(app, {Role.SYSTEM_ADMIN, Role.DPO}))]
+UsageReader = Annotated[Principal, Depends(require(app, READ_ROLES))]
+RequestId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:@+=-]{1,128}$", max_length=128)]
 TableName = Annotated[str | None, Query(pattern=TABLE_NAME_PATTERN, max_length=TABLE_NAME_MAX_LENGTH)]
 
 
@@ -51,6 +61,19 @@ def _sink() -> AuditSink:
     from compliance.audit.sqs_sink import audit_sink
 
     return audit_sink(get_settings(AdminApiSettings).audit_queue_url)
+
+
+@functools.cache
+def _crypto() -> FieldCrypto:
+    # boto3 (KMS) behind it: imported on first use, not at cold start.
+    from compliance.crypto.session import kms_field_crypto
+
+    settings = get_settings(AdminApiSettings)
+    return kms_field_crypto(
+        settings.field_key_id,
+        max_age_s=settings.field_key_cache_max_age_s,
+        max_entries=settings.field_key_cache_max_entries,
+    )
 
 
 # Looked up at each call, not bound here: the sink is built on first use (and replaceable in tests).
@@ -99,6 +122,30 @@ def get_catalog(_reader: CatalogReader) -> CatalogOut:
 @app.get("/v1/catalog/personal-data")
 def get_personal_data(_reader: CatalogReader, table: TableName = None) -> PersonalDataOut:
     return catalog_service.read_personal_data(_db(), table)
+
+
+@app.get("/v1/settings/pii")
+def get_pii_settings(principal: SettingsAdmin) -> PiiSettings:
+    return org_settings.read_pii_settings(_db(), principal)
+
+
+@app.put("/v1/settings/pii")
+def put_pii_settings(request: PiiSettings, principal: SettingsAdmin) -> PiiSettings:
+    return org_settings.update_pii_settings(
+        _db(), principal, request, now=datetime.now(UTC), sink=_sink(), origin=_origin()
+    )
+
+
+@app.get("/v1/usage/<request_id>")
+def get_usage_record(request_id: RequestId, principal: UsageReader) -> Response[str]:
+    record: UsageRecordDetailOut = read_usage_record(_db(), _crypto(), principal, request_id)
+    # Decrypted content must not be cached by any intermediary.
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=record.model_dump_json(),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @init_environment(AdminApiSettings)

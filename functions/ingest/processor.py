@@ -1,4 +1,4 @@
-"""Ingest-queue consumer: stores each queued slice of usage records exactly once."""
+"""Ingest-queue consumer: stores each queued slice of usage records exactly once, personal fields sealed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,28 @@ from compliance.observability import logger, metrics, tracer
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
+    from compliance.audit.sink import AuditSink
+    from compliance.crypto.session import FieldCrypto
     from compliance.ingest.processor import UsageQueueConsumer
+
+
+@functools.cache
+def _sink() -> AuditSink:
+    from compliance.audit.sqs_sink import audit_sink
+
+    return audit_sink(get_settings(ProcessorSettings).audit_queue_url)
+
+
+@functools.cache
+def _crypto() -> FieldCrypto:
+    from compliance.crypto.session import kms_field_crypto
+
+    settings = get_settings(ProcessorSettings)
+    return kms_field_crypto(
+        settings.field_key_id,
+        max_age_s=settings.field_key_cache_max_age_s,
+        max_entries=settings.field_key_cache_max_entries,
+    )
 
 
 @functools.cache
@@ -27,6 +48,8 @@ def _consumer() -> UsageQueueConsumer:
     settings = get_settings(ProcessorSettings)
     return UsageQueueConsumer(
         db=database_from_settings(settings),
+        crypto=_crypto(),
+        sink=_sink(),
         persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name),
         idempotency_ttl_s=settings.idempotency_ttl_s,
     )

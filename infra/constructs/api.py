@@ -15,6 +15,7 @@ from constructs import Construct
 
 from infra import constants as c
 from infra.constructs.audit import Audit
+from infra.constructs.data_protection import DataProtection
 from infra.constructs.database import Database
 from infra.constructs.network import Network
 from infra.constructs.python_function import PythonFunction
@@ -64,6 +65,7 @@ class Api(Construct):
         ingest_function: lambda_.IFunction,
         pii_function: lambda_.IFunction,
         audit: Audit,
+        data_protection: DataProtection,
         key: kms.IKey,
         layers: Sequence[lambda_.ILayerVersion],
     ) -> None:
@@ -74,6 +76,9 @@ class Api(Construct):
         self.admin_function = self._database_function(
             "AdminFn", c.ADMIN_API_FN, network, database, audit, key, layers
         )
+        # Usage-record reads decrypt prompt, completion and IP for roles that may read content.
+        self.admin_function.function.add_environment("FIELD_KEY_ID", data_protection.field_key.key_arn)
+        data_protection.allow_decrypt(self.admin_function)
 
         self.authorizer = apigw.RequestAuthorizer(
             self,
@@ -182,7 +187,13 @@ class Api(Construct):
     ) -> None:
         admin = self.admin_function.function
         v1 = self.rest_api.root.add_resource("v1")
-        self._method(v1.add_resource("usage"), "POST", ingest_function)
+        usage = v1.add_resource("usage")
+        self._method(usage, "POST", ingest_function)
+        # Stored records are read (and decrypted) by the admin function: the ingest function has no database.
+        self._method(usage.add_resource("{request_id}"), "GET", admin, path_params=["request_id"])
+        pii_settings = v1.add_resource("settings").add_resource("pii")
+        self._method(pii_settings, "GET", admin)
+        self._method(pii_settings, "PUT", admin)
         api_keys = v1.add_resource("api-keys")
         self._method(api_keys, "GET", admin)
         self._method(api_keys, "POST", admin)

@@ -15,6 +15,7 @@ from constructs import Construct
 from infra import constants as c
 from infra.constructs import permissions
 from infra.constructs.audit import Audit
+from infra.constructs.data_protection import DataProtection
 from infra.constructs.database import Database
 from infra.constructs.network import Network
 from infra.constructs.python_function import PythonFunction
@@ -29,6 +30,7 @@ class Ingest(Construct):
         network: Network,
         database: Database,
         audit: Audit,
+        data_protection: DataProtection,
         key: kms.IKey,
         layers: Sequence[lambda_.ILayerVersion],
     ) -> None:
@@ -94,9 +96,15 @@ class Ingest(Construct):
             key=key,
             environment={
                 **database.proxy_environment,
+                **audit.publish_environment,
+                **data_protection.environment,
                 "IDEMPOTENCY_TABLE_NAME": self.idempotency_table.table_name,
             },
         )
+        # Seals prompt, completion, client IP and subject e-mail under per-subject data keys; audits
+        # new keys and PII rejections.
+        data_protection.allow_encrypt(self.processor)
+        audit.allow_publish(self.processor)
         permissions.use_idempotency_table(self.processor, self.idempotency_table, key)
         permissions.consume_queue(self.processor, self.queue, key)
         database.grant_proxy_connect(self.processor)

@@ -70,12 +70,27 @@ class IngestApiSettings(EnvSettings):
     audit_queue_url: str = Field(min_length=1)
 
 
-class ProcessorSettings(DatabaseSettings):
+class FieldEncryptionSettings(EnvSettings):
+    """Field-level encryption: the KMS key that wraps the per-subject data keys."""
+
+    field_key_id: str = Field(min_length=1, max_length=2048)
+    # The in-process cache of unwrapped data keys (compliance.crypto.key_cache): how long another
+    # process may go on reading a subject after its shred, and KMS calls per distinct key.
+    field_key_cache_max_age_s: int = Field(default=300, ge=1, le=3600)
+    field_key_cache_max_entries: int = Field(default=1000, ge=1, le=100_000)
+
+
+class ProcessorSettings(DatabaseSettings, FieldEncryptionSettings):
+    """The ingest-queue consumer: seals personal fields, audits new data keys and rejections."""
+
+    audit_queue_url: str = Field(min_length=1)
     idempotency_table_name: str = Field(min_length=1)
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
 
 
-class AdminApiSettings(DatabaseSettings):
+class AdminApiSettings(DatabaseSettings, FieldEncryptionSettings):
+    """API keys, the catalog, org settings and usage-record reads (which decrypt fields)."""
+
     audit_queue_url: str = Field(min_length=1)
 
 
@@ -148,3 +163,30 @@ def get_settings(model: type[M]) -> M:
         return _cache[model]  # type: ignore[return-value]
     except KeyError:
         raise ConfigurationError(f"{model.__name__} was never initialised by @init_environment") from None
+
+
+class PiiSweepSettings(DatabaseSettings):
+    """The scheduled PII sweep: bounded samples of columns the catalog says hold no personal data."""
+
+    audit_queue_url: str = Field(min_length=1)
+    # Per column: the most recent rows, each value cut to this many characters, at most this many bytes.
+    pii_sweep_rows_per_column: int = Field(default=1000, ge=1, le=100_000)
+    pii_sweep_value_chars: int = Field(default=4096, ge=16, le=100_000)
+    pii_sweep_column_bytes: int = Field(default=262_144, ge=1024, le=16_777_216)
+    # Per organisation, shared out over its columns (~1 MB/s of scanning per vCPU).
+    pii_sweep_org_bytes: int = Field(default=2_097_152, ge=1024, le=67_108_864)
+    # Findings below this confidence are not reported (unverified phone shapes, private addresses).
+    pii_sweep_min_confidence: float = Field(default=0.7, ge=0.0, le=1.0)
+    pii_sweep_statement_timeout_ms: int = Field(default=30_000, ge=100, le=600_000)
+
+
+class KeyRewrapSettings(DatabaseSettings):
+    """The daily key job: re-apply recorded shreds, then re-wrap data keys (KMS ReEncrypt)."""
+
+    field_key_id: str = Field(min_length=1, max_length=2048)
+    audit_queue_url: str = Field(min_length=1)
+    # The shred ledger: prefix shreds/ of the audit anchor bucket (S3 Object Lock).
+    shred_ledger_bucket: str = Field(min_length=1)
+    # Live keys whose wrapped form is older than this are re-wrapped under the key's newest material.
+    key_rewrap_max_age_days: int = Field(default=30, ge=1, le=3650)
+    key_rewrap_batch_size: int = Field(default=100, ge=1, le=1000)

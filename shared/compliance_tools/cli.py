@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
         "--public-key", type=Path, required=True, help="the signing key's public key (PEM or DER)"
     )
     verify.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
+
+    from compliance_tools import keys_cli
+
+    keys_cli.add_parser(sub)
     return parser
 
 
@@ -98,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return audit_cli.verify(
             args.export, checkpoints=args.checkpoints, public_key=args.public_key, as_json=args.json
         )
+    if args.command == "keys":
+        from compliance_tools import keys_cli
+
+        return keys_cli.run(args)
     return 2
 
 

@@ -28,6 +28,9 @@ COMMON_ENV = {
 }
 EXPECTED_ROUTES = {
     ("POST", "/v1/usage"): "ingest",
+    ("GET", "/v1/usage/{request_id}"): "admin",
+    ("GET", "/v1/settings/pii"): "admin",
+    ("PUT", "/v1/settings/pii"): "admin",
     ("GET", "/v1/api-keys"): "admin",
     ("POST", "/v1/api-keys"): "admin",
     ("GET", "/v1/api-keys/{key_id}"): "admin",
@@ -219,8 +222,8 @@ def test_every_function_is_traced_arm64_python313_in_the_vpc_with_both_layers(
     functions = synthesized.app_functions()
     layer_refs = [_ref(lid) for lid in synthesized.of_type("AWS::Lambda::LayerVersion")]
 
-    # Then there are nine and every one runs the same way
-    assert len(functions) == 9
+    # Then there are eleven and every one runs the same way
+    assert len(functions) == 11
     for lid, fn in functions.items():
         props = fn["Properties"]
         assert props["TracingConfig"] == {"Mode": "Active"}, lid
@@ -396,7 +399,9 @@ def test_function_and_layer_assets_are_staged_with_their_path(synthesized: Synth
 
 def test_kms_key_rotates_and_lets_cloudwatch_logs_use_it(synthesized: Synthesized) -> None:
     (key,) = [
-        k for k in synthesized.of_type("AWS::KMS::Key").values() if k["Properties"].get("KeyUsage") is None
+        k
+        for lid, k in synthesized.of_type("AWS::KMS::Key").items()
+        if k["Properties"].get("KeyUsage") is None and lid.startswith("SecurityKey")
     ]
     assert key["Properties"]["EnableKeyRotation"] is True
     sids = {st.get("Sid") for st in key["Properties"]["KeyPolicy"]["Statement"]}

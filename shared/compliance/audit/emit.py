@@ -314,3 +314,220 @@ def key_shredded(
         origin=origin or RequestOrigin(),
         details=details,
     )
+
+
+# --- Usage ingest and organisation settings (issue 4) ----------------------------------------------
+
+USAGE_RECORDS_REJECTED = "usage.records_rejected"
+ORG_SETTINGS_CHANGED = "org.settings_changed"
+INGEST_ACTOR = "system:ingest"
+# At most this many request ids are listed in one usage.records_rejected event (details <= 8 kB).
+MAX_LISTED_REQUEST_IDS = 100
+
+
+def usage_records_rejected(
+    *,
+    event_id: UUID,
+    org_id: UUID,
+    batch_id: UUID,
+    request_ids: Sequence[str],
+    finding_counts: Mapping[str, int],
+    occurred_at: datetime,
+) -> AuditEventIn:
+    """The ingest processor refused records whose text holds personal data (org PII mode
+    "reject"): their request ids and the finding counts by type, never a found value.
+    ``event_id`` is derived from the queued message, so a redelivery records it once."""
+    listed = list(request_ids[:MAX_LISTED_REQUEST_IDS])
+    details: dict[str, Any] = {
+        "request_ids": listed,
+        "count": len(request_ids),
+        # A list, not an object keyed by type: detail keys are a fixed vocabulary (no "email").
+        "findings": [{"type": t, "count": n} for t, n in sorted(finding_counts.items())],
+        "reason": "personal data in text (pii mode reject)",
+    }
+    if len(request_ids) > len(listed):
+        details["request_ids_truncated"] = True
+    event = _event(
+        event_type=USAGE_RECORDS_REJECTED,
+        occurred_at=occurred_at,
+        actor=INGEST_ACTOR,
+        org_id=org_id,
+        resource=f"usage_batch:{batch_id}",
+        action="reject",
+        result=AuditResult.DENIED,
+        origin=RequestOrigin(),
+        details=details,
+    )
+    return event.model_copy(update={"event_id": event_id})
+
+
+def org_settings_changed(
+    *,
+    principal: Principal,
+    setting: str,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    occurred_at: datetime,
+    origin: RequestOrigin,
+) -> AuditEventIn:
+    """A configuration change: which setting, its value before and after (settings hold no
+    personal data: modes and region codes)."""
+    return _event(
+        event_type=ORG_SETTINGS_CHANGED,
+        occurred_at=occurred_at,
+        actor=key_actor(principal.key_id),
+        org_id=principal.org_id,
+        resource=f"settings:{setting}",
+        action="update",
+        result=AuditResult.SUCCESS,
+        origin=origin,
+        details={"setting": setting, "before": dict(before), "after": dict(after)},
+    )
+
+
+# --- Key rotation (compliance.crypto.rotation, compliance.crypto.ledger) ---------------------------
+
+KEY_REWRAPPED = "key.rewrapped"
+KEY_REKEY_STARTED = "key.rekey_started"
+KEY_REKEY_COMPLETED = "key.rekey_completed"
+
+
+def _listed_key_ids(key_ids: Sequence[UUID]) -> dict[str, Any]:
+    listed = [str(k) for k in key_ids[:MAX_LISTED_KEY_IDS]]
+    details: dict[str, Any] = {"key_ids": listed, "count": len(key_ids)}
+    if len(key_ids) > len(listed):
+        details["key_ids_truncated"] = True
+    return details
+
+
+def key_rewrapped(
+    *, actor: str, org_id: UUID, key_ids: Sequence[UUID], kms_key_id: str, occurred_at: datetime
+) -> AuditEventIn:
+    """A batch of an org's data keys was re-wrapped (KMS ReEncrypt) under ``kms_key_id``'s newest
+    material: same data keys, new wrapped form. Ids and count only."""
+    return _event(
+        event_type=KEY_REWRAPPED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=key_scope_resource(org_id, None),
+        action="rewrap",
+        result=AuditResult.SUCCESS,
+        origin=RequestOrigin(),
+        details={**_listed_key_ids(key_ids), "kms_key_id": kms_key_id},
+    )
+
+
+def key_rekey_started(
+    *, actor: str, org_id: UUID, run_id: UUID, keys_retired: int, occurred_at: datetime
+) -> AuditEventIn:
+    """A re-key run began: the org's current data keys were retired (new values take new keys)."""
+    return _event(
+        event_type=KEY_REKEY_STARTED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=key_scope_resource(org_id, None),
+        action="rekey",
+        result=AuditResult.SUCCESS,
+        origin=RequestOrigin(),
+        details={"run_id": str(run_id), "keys_retired": keys_retired},
+    )
+
+
+def key_rekey_completed(
+    *,
+    actor: str,
+    org_id: UUID,
+    run_id: UUID,
+    rows: int,
+    values_rekeyed: int,
+    values_skipped: int,
+    occurred_at: datetime,
+) -> AuditEventIn:
+    """A re-key run finished: every encrypted value of the org it could read is under a new key."""
+    return _event(
+        event_type=KEY_REKEY_COMPLETED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=key_scope_resource(org_id, None),
+        action="rekey",
+        result=AuditResult.SUCCESS,
+        origin=RequestOrigin(),
+        details={
+            "run_id": str(run_id),
+            "rows": rows,
+            "values_rekeyed": values_rekeyed,
+            "values_skipped": values_skipped,
+        },
+    )
+
+
+def key_shred_reapplied(
+    *, actor: str, org_id: UUID, subject_id: UUID, key_ids: Sequence[UUID], occurred_at: datetime
+) -> AuditEventIn:
+    """A shred recorded in the shred ledger was applied again to a database restored from a backup
+    taken before it (``key.shredded`` with ``reapplied: true``)."""
+    return _event(
+        event_type=KEY_SHREDDED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=key_scope_resource(org_id, subject_id),
+        action="shred",
+        result=AuditResult.SUCCESS,
+        origin=RequestOrigin(),
+        details={**_listed_key_ids(key_ids), "reapplied": True},
+    )
+
+
+# --- PII sweep (issue 4) --------------------------------------------------------------------------
+
+PII_SWEEP_COMPLETED = "pii.sweep_completed"
+PII_SWEEP_ACTOR = "system:pii-sweep"
+# At most this many (table, column, type) rows are listed in one event (details <= 8 kB); the
+# totals are always exact.
+MAX_LISTED_SWEEP_FINDINGS = 40
+
+
+def pii_sweep_completed(
+    *,
+    event_id: UUID,
+    org_id: UUID,
+    run_id: UUID,
+    result: AuditResult,
+    columns_scanned: int,
+    rows_sampled: int,
+    bytes_sampled: int,
+    findings: Sequence[Mapping[str, Any]],
+    occurred_at: datetime,
+    extra: Mapping[str, Any] | None = None,
+) -> AuditEventIn:
+    """One organisation's sweep of the columns catalogued as holding no personal data: what was
+    sampled and the findings per (table, column, type) as counts, never a value or a row.
+    ``event_id`` is derived from the run, so a repeated delivery of one run is recorded once."""
+    listed = [dict(f) for f in findings[:MAX_LISTED_SWEEP_FINDINGS]]
+    details: dict[str, Any] = {
+        "run_id": str(run_id),
+        "columns_scanned": columns_scanned,
+        "rows_sampled": rows_sampled,
+        "bytes_sampled": bytes_sampled,
+        "findings_total": sum(int(f["count"]) for f in findings),
+        "findings": listed,
+        **(extra or {}),
+    }
+    if len(findings) > len(listed):
+        details["findings_truncated"] = True
+    event = _event(
+        event_type=PII_SWEEP_COMPLETED,
+        occurred_at=occurred_at,
+        actor=PII_SWEEP_ACTOR,
+        org_id=org_id,
+        resource=f"org:{org_id}",
+        action="scan",
+        result=result,
+        origin=RequestOrigin(),
+        details=details,
+    )
+    return event.model_copy(update={"event_id": event_id})

@@ -81,6 +81,9 @@ class ColumnSpec(_Strict):
     category: Category
     personal: bool
     sensitivity: Sensitivity
+    #: Stored as field-level ciphertext (compliance.crypto) under the data key of the row's
+    #: subject (its table's subject_link), or the org's key when the row has no subject.
+    encrypted: bool = False
     retention: Retention | None = None
     erasure: Erasure | None = None
     legal_basis: LegalBasis | None = None
@@ -115,6 +118,7 @@ class CatalogEntry(_Strict):
     erasure: Erasure
     legal_basis: LegalBasis | None
     subject_link: Identifier | None
+    encrypted: bool = False
 
     @property
     def qualified_name(self) -> str:
@@ -149,6 +153,9 @@ class Catalog(BaseModel):
 
     def entry(self, table: str, column: str) -> CatalogEntry | None:
         return next((e for e in self.entries if (e.table_name, e.column_name) == (table, column)), None)
+
+    def encrypted_columns(self, table: str | None = None) -> list[CatalogEntry]:
+        return [e for e in self.entries if e.encrypted and table in (None, e.table_name)]
 
     def personal_data(self, table: str | None = None) -> list[CatalogEntry]:
         return [e for e in self.entries if e.personal and table in (None, e.table_name)]
@@ -187,6 +194,7 @@ def _resolve(document: CatalogFile) -> tuple[list[CatalogEntry], list[str]]:
                         erasure=erasure,
                         legal_basis=legal_basis,
                         subject_link=link,
+                        encrypted=column.encrypted,
                     )
                 )
     return entries, problems
@@ -213,6 +221,11 @@ def _column_problems(
         yield f"erasure {erasure!r} is for personal data, and the column is not personal"
     if column.personal and column.sensitivity == "public":
         yield "personal data cannot be 'public'"
+    # Destroying a key erases only what it sealed: a crypto-shredded column must be encrypted.
+    if erasure == "crypto_shred" and not column.encrypted:
+        yield "erasure 'crypto_shred' needs encrypted = true"
+    if column.encrypted and column.sensitivity in ("public", "internal"):
+        yield "an encrypted column is 'confidential' or 'restricted'"
 
 
 def _describe(error: Mapping[str, Any]) -> str:

@@ -17,10 +17,11 @@ from compliance.db.connection import data_access_error
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["SchemaDrift", "list_entries", "personal_data", "schema_drift", "sync"]
+__all__ = ["SchemaDrift", "encrypted_columns", "list_entries", "personal_data", "schema_drift", "sync"]
 
 _COLUMNS = (
-    "table_name, column_name, category, personal, sensitivity, retention, erasure, legal_basis, subject_link"
+    "table_name, column_name, category, personal, sensitivity, retention, erasure, legal_basis,"
+    " subject_link, encrypted"
 )
 _LIST = f"SELECT {_COLUMNS} FROM data_catalog ORDER BY table_name, column_name"  # noqa: S608
 _PERSONAL = f"""
@@ -31,7 +32,7 @@ _PERSONAL = f"""
 _INSERT = f"""
     INSERT INTO data_catalog ({_COLUMNS}) VALUES (
         %(table_name)s, %(column_name)s, %(category)s, %(personal)s, %(sensitivity)s,
-        %(retention)s, %(erasure)s, %(legal_basis)s, %(subject_link)s
+        %(retention)s, %(erasure)s, %(legal_basis)s, %(subject_link)s, %(encrypted)s
     )
 """  # noqa: S608
 # Base tables and their columns as the database has them (views and system schemas excluded).
@@ -84,6 +85,24 @@ def list_entries(conn: psycopg.Connection[Any]) -> list[CatalogEntry]:
 def personal_data(conn: psycopg.Connection[Any], table: str | None = None) -> list[CatalogEntry]:
     """The entries of personal-data columns, of one table if ``table`` is given."""
     return _fetch(conn, _PERSONAL, {"table": table})
+
+
+def encrypted_columns(conn: psycopg.Connection[Any]) -> dict[str, frozenset[str]]:
+    """The columns the catalog marks encrypted, by table."""
+    import psycopg
+    from psycopg.rows import tuple_row
+
+    try:
+        with conn.cursor(row_factory=tuple_row) as cur:
+            rows = cur.execute(
+                "SELECT table_name, column_name FROM data_catalog WHERE encrypted ORDER BY 1, 2"
+            ).fetchall()
+    except psycopg.Error as exc:
+        raise data_access_error(exc) from exc
+    tables: dict[str, set[str]] = {}
+    for table, column in rows:
+        tables.setdefault(table, set()).add(column)
+    return {table: frozenset(columns) for table, columns in tables.items()}
 
 
 def schema_drift(conn: psycopg.Connection[Any], catalog: Catalog) -> SchemaDrift:

@@ -1,29 +1,28 @@
 """Usage records: bulk, idempotent inserts and simple reads, inside a tenant transaction.
 
-A batch is written with two statements, whatever its size: subjects first, then the
-records, the whole batch travelling as one JSON document that ``json_to_recordset``
-expands server-side. Measured against the alternatives for 100-500 records: one array
+A batch is written in two round trips, whatever its size: subjects first (created as needed,
+their uuids read back: field encryption binds them into each value), then the records (and
+subjects' e-mail addresses), the whole batch travelling as one JSON document that
+``json_to_recordset`` expands server-side. Measured against the alternatives for 100-500 records: one array
 parameter per column (``unnest``) spends most of its time in psycopg's Python array
 dumper, ``executemany`` in pipeline mode parses and plans one INSERT per record, and COPY
-needs a temporary staging table, which pins RDS Proxy sessions. Serialising the validated
-models is done by pydantic-core (Rust), a few milliseconds for 500 records.
+needs a temporary staging table, which pins RDS Proxy sessions.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
-from pydantic import TypeAdapter
 
+from compliance.db.connection import data_access_error
 from compliance.models.usage import UsageRecordIn, UsageRecordOut
-
-_RECORDS_JSON = TypeAdapter(list[UsageRecordIn])
 
 # Input sorted by key keeps the lock order stable, so concurrent batches sharing subjects
 # or replaying the same request ids wait for each other instead of deadlocking. Subjects
@@ -43,21 +42,36 @@ _UPSERT_SUBJECTS = """
 
 # Runs after _UPSERT_SUBJECTS in the same transaction (a new statement, so a new
 # snapshot): every subject of the batch exists and is visible, including one committed
-# meanwhile by a concurrent batch.
+# meanwhile by a concurrent batch. Field encryption needs the uuids before the records are
+# written (they are part of each value's encryption context).
+_SUBJECT_IDS = """
+    SELECT s.external_id, s.id
+    FROM json_array_elements_text(%(external_ids)s::json) AS e(external_id)
+    JOIN subjects AS s ON s.org_id = %(org_id)s AND s.external_id = e.external_id
+"""
+
+# Only rows whose address changes are rewritten (ciphertexts differ on every encryption, so a
+# re-sent address is rewritten too: the price of not decrypting to compare).
+_SET_EMAILS = """
+    UPDATE subjects AS s SET email = e.email
+    FROM json_to_recordset(%(emails)s::json) AS e(id uuid, email text)
+    WHERE s.org_id = %(org_id)s AND s.id = e.id AND s.email IS DISTINCT FROM e.email
+"""
+
 _INSERT_RECORDS = """
     INSERT INTO usage_records (
         org_id, request_id, subject_id, provider, model, prompt_tokens, completion_tokens,
-        cost, currency, latency_ms, occurred_at, received_at, prompt_text, completion_text, batch_id
+        cost, currency, latency_ms, occurred_at, received_at, prompt_text, completion_text,
+        client_ip, batch_id
     )
-    SELECT %(org_id)s, r.request_id, s.id, r.provider, r.model, r.prompt_tokens, r.completion_tokens,
-           r.cost, r.currency, r.latency_ms, r.occurred_at, %(received_at)s, r.prompt_text,
-           r.completion_text, %(batch_id)s
+    SELECT %(org_id)s, r.request_id, r.subject_id, r.provider, r.model, r.prompt_tokens,
+           r.completion_tokens, r.cost, r.currency, r.latency_ms, r.occurred_at, %(received_at)s,
+           r.prompt_text, r.completion_text, r.client_ip, %(batch_id)s
     FROM json_to_recordset(%(records)s::json) AS r(
-        request_id text, subject_id text, provider text, model text, prompt_tokens int4,
+        request_id text, subject_id uuid, provider text, model text, prompt_tokens int4,
         completion_tokens int4, cost numeric, currency text, latency_ms int4,
-        occurred_at timestamptz, prompt_text text, completion_text text
+        occurred_at timestamptz, prompt_text text, completion_text text, client_ip text
     )
-    LEFT JOIN subjects AS s ON s.org_id = %(org_id)s AND s.external_id = r.subject_id
     ON CONFLICT (org_id, request_id) DO NOTHING
 """
 
@@ -65,10 +79,99 @@ _GET = """
     SELECT request_id, subject_id, provider, model, prompt_tokens, completion_tokens, cost,
            currency, latency_ms, occurred_at, received_at,
            prompt_text IS NOT NULL AS has_prompt_text,
-           completion_text IS NOT NULL AS has_completion_text
+           completion_text IS NOT NULL AS has_completion_text,
+           prompt_text, completion_text, client_ip
     FROM usage_records
     WHERE request_id = %s
 """
+# The columns of a record that may hold field ciphertext (as stored: read them through
+# compliance.crypto with the catalog's say on which are encrypted).
+SEALABLE_COLUMNS = ("prompt_text", "completion_text", "client_ip")
+
+
+class StoredUsageRecord(NamedTuple):
+    record: UsageRecordOut
+    stored_values: dict[str, str | None]  # SEALABLE_COLUMNS as stored
+
+
+def ensure_subjects(
+    conn: psycopg.Connection[Any], org_id: UUID, external_ids: Iterable[str]
+) -> dict[str, UUID]:
+    """The pseudonymous uuid of each of the platform's subject ids, creating subjects as needed
+    (one round trip). Call it inside ``Database.tenant(org_id)``."""
+    wanted = json.dumps(sorted(set(external_ids)))
+    if wanted == "[]":
+        return {}
+    params = {"org_id": org_id, "external_ids": wanted}
+    with _driver_errors(), conn.pipeline():
+        conn.execute(_UPSERT_SUBJECTS, params)
+        cursor = conn.cursor(row_factory=tuple_row)
+        cursor.execute(_SUBJECT_IDS, params)
+    return {external_id: subject_id for external_id, subject_id in cursor.fetchall()}
+
+
+def usage_row(
+    record: UsageRecordIn,
+    subject_id: UUID | None,
+    *,
+    prompt_text: str | None,
+    completion_text: str | None,
+    client_ip: str | None,
+) -> dict[str, Any]:
+    """One record as :func:`insert_usage_rows` takes it; the three text values as they are to be
+    stored (ciphertext for encrypted columns)."""
+    return {
+        "request_id": record.request_id,
+        "subject_id": None if subject_id is None else str(subject_id),
+        "provider": record.provider,
+        "model": record.model,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cost": str(record.cost),
+        "currency": record.currency,
+        "latency_ms": record.latency_ms,
+        "occurred_at": record.occurred_at.isoformat(),
+        "prompt_text": prompt_text,
+        "completion_text": completion_text,
+        "client_ip": client_ip,
+    }
+
+
+def write_usage(
+    conn: psycopg.Connection[Any],
+    org_id: UUID,
+    batch_id: UUID,
+    received_at: datetime,
+    rows: Sequence[Mapping[str, Any]],
+    subject_emails: Mapping[UUID, str] | None = None,
+) -> int:
+    """Insert ``rows`` (from :func:`usage_row`) and set subjects' e-mail addresses, in one round
+    trip; returns how many records were new.
+
+    Records whose ``request_id`` the organisation already has are skipped silently, so a
+    redelivered message is harmless. Call it inside ``Database.tenant(org_id)``: the policies
+    reject rows of another organisation.
+    """
+    if not rows and not subject_emails:
+        return 0
+    ordered = sorted(rows, key=lambda row: str(row["request_id"]))
+    with _driver_errors(), conn.pipeline():
+        if subject_emails:
+            # Sorted by subject: concurrent batches lock subjects in the same order.
+            emails = [{"id": str(k), "email": v} for k, v in sorted(subject_emails.items())]
+            conn.execute(_SET_EMAILS, {"org_id": org_id, "emails": json.dumps(emails)})
+        if not ordered:
+            return 0
+        cursor = conn.execute(
+            _INSERT_RECORDS,
+            {
+                "org_id": org_id,
+                "batch_id": batch_id,
+                "received_at": received_at,
+                "records": json.dumps(ordered),
+            },
+        )
+    return max(cursor.rowcount, 0)
 
 
 def insert_usage_records(
@@ -77,28 +180,43 @@ def insert_usage_records(
     batch_id: UUID,
     received_at: datetime,
     records: Sequence[UsageRecordIn],
+    *,
+    seal: Callable[[str, str, UUID | None], str] | None = None,
 ) -> int:
-    """Insert ``records`` for ``org_id``; returns how many were new.
+    """Records with subjects created as needed, for tools and tests: ``seal(column, value,
+    subject_uuid)`` gives the stored form of prompt, completion and client IP (the processor
+    seals with compliance.crypto: compliance.ingest.store). Without ``seal``, records must carry
+    none of them; subject e-mail addresses are not written here."""
 
-    Records whose ``request_id`` the organisation already has are skipped silently, so a
-    redelivered message is harmless. Subjects are created from ``subject_id`` (the
-    platform's id) as needed; records point at the subject's pseudonymous uuid. Call it
-    inside ``Database.tenant(org_id)``: the policies reject rows of another organisation.
-    """
-    if not records:
-        return 0
-    ordered = sorted(records, key=lambda record: record.request_id)
-    external_ids = sorted({r.subject_id for r in ordered if r.subject_id is not None})
-    payload = _RECORDS_JSON.dump_json(ordered).decode()
-    # Pipelined: both statements go out together, one round trip; still two snapshots.
-    with conn.pipeline():
-        if external_ids:
-            conn.execute(_UPSERT_SUBJECTS, {"org_id": org_id, "external_ids": json.dumps(external_ids)})
-        cursor = conn.execute(
-            _INSERT_RECORDS,
-            {"org_id": org_id, "batch_id": batch_id, "received_at": received_at, "records": payload},
+    def sealed(column: str, value: object, subject: UUID | None) -> str | None:
+        if value is None:
+            return None
+        if seal is None:
+            raise ValueError("records with text or an IP address need a seal function")
+        return seal(column, str(value), subject)
+
+    subjects = ensure_subjects(conn, org_id, (r.subject_id for r in records if r.subject_id))
+    rows = []
+    for r in records:
+        subject = None if r.subject_id is None else subjects[r.subject_id]
+        rows.append(
+            usage_row(
+                r,
+                subject,
+                prompt_text=sealed("prompt_text", r.prompt_text, subject),
+                completion_text=sealed("completion_text", r.completion_text, subject),
+                client_ip=sealed("client_ip", r.client_ip, subject),
+            )
         )
-    return max(cursor.rowcount, 0)
+    return write_usage(conn, org_id, batch_id, received_at, rows)
+
+
+@contextmanager
+def _driver_errors() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise data_access_error(exc) from exc
 
 
 def count_usage_records(conn: psycopg.Connection[Any]) -> int:
@@ -108,7 +226,10 @@ def count_usage_records(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def get_usage_record(conn: psycopg.Connection[Any], request_id: str) -> UsageRecordOut | None:
-    with conn.cursor(row_factory=dict_row) as cur:
+def get_usage_record(conn: psycopg.Connection[Any], request_id: str) -> StoredUsageRecord | None:
+    with _driver_errors(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(_GET, (request_id,)).fetchone()
-    return None if row is None else UsageRecordOut.model_validate(row)
+    if row is None:
+        return None
+    stored = {column: row.pop(column) for column in SEALABLE_COLUMNS}
+    return StoredUsageRecord(UsageRecordOut.model_validate(row), stored)

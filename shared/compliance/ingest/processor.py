@@ -12,6 +12,8 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from compliance.audit.sink import AuditSink
+from compliance.crypto.session import FieldCrypto
 from compliance.db.connection import Database
 from compliance.ingest.store import store_usage_message
 from compliance.models.usage import UsageMessage
@@ -21,8 +23,18 @@ from compliance.observability import logger
 class UsageQueueConsumer:
     """Processes an SQS event: each message is one slice of a batch; failures go back to the queue."""
 
-    def __init__(self, *, db: Database, persistence: BasePersistenceLayer, idempotency_ttl_s: int) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        crypto: FieldCrypto,
+        sink: AuditSink,
+        persistence: BasePersistenceLayer,
+        idempotency_ttl_s: int,
+    ) -> None:
         self._db = db
+        self._crypto = crypto
+        self._sink = sink
         self._config = IdempotencyConfig(
             event_key_jmespath="messageId",
             expires_after_seconds=idempotency_ttl_s,
@@ -48,7 +60,7 @@ class UsageQueueConsumer:
                 },
             )
             raise
-        return store_usage_message(message, db=self._db)
+        return store_usage_message(message, db=self._db, crypto=self._crypto, sink=self._sink)
 
     def _handle(self, record: SQSRecord) -> int:
         return self._store_once(record=record)

@@ -1,25 +1,108 @@
-"""The processor side of ingest: write one queued slice exactly once."""
+"""The processor side of ingest: write one queued slice exactly once, its personal data protected.
+
+In one tenant transaction: read the org's PII settings, screen the texts (redact or reject per
+the org's mode), create the slice's subjects, seal every column the catalog marks encrypted under
+the subject's data key (new keys stored and audited in the same transaction), write the records
+and the subjects' e-mail addresses. Refused records are audited (``usage.records_rejected``) before
+the commit: if the audit trail is down, nothing is written and the message is retried.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from compliance.audit import emit
+from compliance.audit.events import AuditEventIn
+from compliance.db import catalog as catalog_repo
+from compliance.db import organisations as org_repo
 from compliance.db import usage as usage_repo
-from compliance.db.connection import Database
+from compliance.ingest.protect import (
+    SUBJECTS_TABLE,
+    USAGE_TABLE,
+    screen,
+    seal_subject_emails,
+    seal_usage_rows,
+)
+from compliance.models.settings import PII_SETTINGS_KEY, PiiSettings
 from compliance.models.usage import UsageMessage
-from compliance.observability import metrics
+from compliance.observability import logger, metrics
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from compliance.audit.sink import AuditSink
+    from compliance.crypto.session import FieldCrypto
+    from compliance.db.connection import Database
+
+ENCRYPTION_ACTOR = "system:ingest"
+# Namespace of the deterministic ids of usage.records_rejected events (one per queued slice).
+_REJECTION_EVENTS = UUID("6f1f3a52-1b0e-4c5e-9a57-3d0c2b7e4a10")
+
+_encrypted_columns: dict[str, frozenset[str]] | None = None
 
 
-def store_usage_message(message: UsageMessage, *, db: Database) -> int:
-    """Write one queued slice in one transaction; a record already stored is skipped, never duplicated."""
-    with db.tenant(message.org_id) as conn:
-        inserted = usage_repo.insert_usage_records(
-            conn,
-            org_id=message.org_id,
-            batch_id=message.batch_id,
-            received_at=message.received_at,
-            records=message.records,
+def encrypted_columns(conn: psycopg.Connection[Any]) -> Mapping[str, frozenset[str]]:
+    """The catalog's encrypted columns, read once per process (the catalog changes with a deploy,
+    which starts new processes). An empty catalog (not loaded yet) is read again next time."""
+    global _encrypted_columns
+    if _encrypted_columns is not None:
+        return _encrypted_columns
+    found = catalog_repo.encrypted_columns(conn)
+    if found:
+        _encrypted_columns = found
+    return found
+
+
+def store_usage_message(message: UsageMessage, *, db: Database, crypto: FieldCrypto, sink: AuditSink) -> int:
+    """Write one queued slice in one transaction; returns how many records were new. A record
+    already stored is skipped, never duplicated; a redelivered slice changes nothing."""
+    org_id = message.org_id
+    with crypto.tenant(db, org_id, sink=sink, actor=ENCRYPTION_ACTOR) as (conn, encryptor):
+        settings = PiiSettings.model_validate(org_repo.get_setting(conn, org_id, PII_SETTINGS_KEY) or {})
+        screened = screen(message.records, settings)
+        encrypted = encrypted_columns(conn)
+        subjects = usage_repo.ensure_subjects(
+            conn, org_id, (s.record.subject_id for s in screened.kept if s.record.subject_id is not None)
         )
+        rows = seal_usage_rows(encryptor, org_id, screened.kept, subjects, encrypted.get(USAGE_TABLE, ()))
+        emails = seal_subject_emails(
+            encryptor, org_id, screened.kept, subjects, encrypted.get(SUBJECTS_TABLE, ())
+        )
+        inserted = usage_repo.write_usage(conn, org_id, message.batch_id, message.received_at, rows, emails)
+        if screened.rejected:
+            emit.publish(sink, [_rejection_event(message, screened.rejected, screened.rejected_findings)])
+    _record_metrics(message, inserted, screened.rejected, sum(screened.redacted_findings.values()))
+    return inserted
+
+
+def _rejection_event(
+    message: UsageMessage, request_ids: list[str], findings: Mapping[str, int]
+) -> AuditEventIn:
+    # The same slice always yields the same event id: a redelivery is deduplicated by the trail.
+    event_id = uuid.uuid5(_REJECTION_EVENTS, f"{message.org_id}:{message.batch_id}:{','.join(request_ids)}")
+    return emit.usage_records_rejected(
+        event_id=event_id,
+        org_id=message.org_id,
+        batch_id=message.batch_id,
+        request_ids=request_ids,
+        finding_counts=findings,
+        occurred_at=message.received_at,
+    )
+
+
+def _record_metrics(message: UsageMessage, inserted: int, rejected: list[str], redactions: int) -> None:
     metrics.add_metric(name="UsageRecordsStored", unit="Count", value=inserted)
-    duplicates = len(message.records) - inserted
+    duplicates = len(message.records) - inserted - len(rejected)
     if duplicates:
         metrics.add_metric(name="UsageRecordsDuplicate", unit="Count", value=duplicates)
-    return inserted
+    if rejected:
+        metrics.add_metric(name="UsageRecordsRejectedPii", unit="Count", value=len(rejected))
+        logger.info(
+            "usage records rejected for personal data",
+            extra={"batch_id": str(message.batch_id), "records": len(rejected)},
+        )
+    if redactions:
+        metrics.add_metric(name="PiiRedactions", unit="Count", value=redactions)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 MAX_BATCH_RECORDS = 500
 MAX_TEXT_CHARS = 100_000
@@ -16,6 +25,14 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/@+=-]+$")
 ]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+# An address as RFC 5321 bounds it (254 characters): one "@", no spaces or controls. Deliverability
+# is not checked; the value is only stored (encrypted) for the subject.
+Email = Annotated[
+    str,
+    StringConstraints(
+        min_length=3, max_length=254, strip_whitespace=True, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+$"
+    ),
+]
 
 
 class UsageRecordIn(BaseModel):
@@ -37,6 +54,19 @@ class UsageRecordIn(BaseModel):
     occurred_at: AwareDatetime
     prompt_text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     completion_text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    subject_email: Email | None = Field(
+        default=None, description="The subject's e-mail address; stored encrypted under the subject's key."
+    )
+    client_ip: IPv4Address | IPv6Address | None = Field(
+        default=None, description="The end user's IP address of the call; stored encrypted."
+    )
+
+    @model_validator(mode="after")
+    def _email_needs_subject(self) -> UsageRecordIn:
+        # The address belongs to a subject: without one it could never be erased with them.
+        if self.subject_email is not None and self.subject_id is None:
+            raise ValueError("subject_email needs subject_id")
+        return self
 
     @field_validator("prompt_text", "completion_text")
     @classmethod
@@ -100,3 +130,19 @@ class UsageRecordOut(BaseModel):
     received_at: datetime
     has_prompt_text: bool
     has_completion_text: bool
+
+
+ContentStatus = Literal["decrypted", "withheld", "erased", "unreadable", "none"]
+
+
+class UsageRecordDetailOut(UsageRecordOut):
+    """``GET /v1/usage/{request_id}``: a record with its encrypted fields decrypted when the
+    caller's role may read content (``content_status`` "decrypted"); else they are null and
+    ``content_status`` says why: "withheld" (role), "erased" (the subject's key was shredded),
+    "unreadable" (a value failed authentication: an integrity incident, logged), "none" (the
+    record carries no such field)."""
+
+    prompt_text: str | None = None
+    completion_text: str | None = None
+    client_ip: str | None = None
+    content_status: ContentStatus

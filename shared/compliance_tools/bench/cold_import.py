@@ -27,6 +27,8 @@ _ENV = {
     "AUDIT_ANCHOR_BUCKET": "anchor",
     "EXPORTS_BUCKET": "exports",
     "EXPORT_DOWNLOAD_ROLE_ARN": "arn:aws:iam::000000000000:role/export-download",
+    "FIELD_KEY_ID": "arn:aws:kms:us-east-1:000000000000:key/00000000-0000-0000-0000-000000000001",
+    "SHRED_LEDGER_BUCKET": "anchor",
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "POWERTOOLS_TRACE_DISABLED": "true",

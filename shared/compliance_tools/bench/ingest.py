@@ -51,8 +51,11 @@ def bench_ingest(*, records: int) -> dict[str, Any]:
         database = runtime.database_name()
         assert runtime.pg is not None and database is not None
         app_dsn = runtime.pg.dsn(database, user=APP_USER)
-        figures["processor_records_per_s"] = _processor_rate(app_dsn, proc_org, records, workers=2)
-        figures["processor_records_per_s_1_writer"] = _processor_rate(app_dsn, proc_org, records, workers=1)
+        crypto = _field_crypto(runtime)
+        figures["processor_records_per_s"] = _processor_rate(app_dsn, proc_org, records, crypto, workers=2)
+        figures["processor_records_per_s_1_writer"] = _processor_rate(
+            app_dsn, proc_org, records, crypto, workers=1
+        )
         http_rate, detail = _http_rate(
             f"http://127.0.0.1:{runtime.api_port}", key, owner_dsn, http_org, records
         )
@@ -73,14 +76,32 @@ def bench_ingest(*, records: int) -> dict[str, Any]:
     return figures
 
 
-def _processor_rate(app_dsn: str, org_id: UUID, count: int, *, workers: int) -> float:
-    """``store_usage_message`` (the processor's work per message) on messages packed as the API packs them.
+def _field_crypto(runtime: Any) -> Any:
+    """Field encryption as the processor has it: the stack's field key in the runtime's KMS (moto)."""
+    from compliance.crypto import DataKeyCache, KmsDataKeys
+    from compliance.crypto.session import FieldCrypto
+
+    (field_key,) = [
+        res.ref
+        for lid, res in runtime.physical.items()
+        if lid.startswith("DataProtectionFieldKey") and res.type == "AWS::KMS::Key"
+    ]
+    return FieldCrypto(
+        KmsDataKeys(runtime.client("kms"), field_key), kms_key_id=field_key, cache=DataKeyCache()
+    )
+
+
+def _processor_rate(app_dsn: str, org_id: UUID, count: int, crypto: Any, *, workers: int) -> float:
+    """``store_usage_message`` (the processor's work per message) on messages packed as the API packs them:
+    a quarter of the records carry prompt and completion text, sealed under their subject's data key
+    (200 subjects: their keys are created and audited during the warm-up, then served from the cache).
 
     ``workers`` concurrent writers, each with its own connection, as concurrent processor invocations run
     (the local runtime polls each event-source mapping with 2 threads; AWS runs up to the reserved 5).
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from compliance.audit.sink import MemoryAuditSink
     from compliance.db.connection import Database
     from compliance.ingest.messages import MAX_RECORDS_PER_MESSAGE
     from compliance.ingest.store import store_usage_message
@@ -95,16 +116,21 @@ def _processor_rate(app_dsn: str, org_id: UUID, count: int, *, workers: int) -> 
         for i in range(0, count, MAX_RECORDS_PER_MESSAGE)
     ]
     databases = [Database(app_dsn, password_provider=lambda: "local") for _ in range(workers)]
+    sink = MemoryAuditSink()  # key.created events; the audit pipeline has its own benchmark
+
+    def store(message: UsageMessage, db: Database) -> int:
+        return store_usage_message(message, db=db, crypto=crypto, sink=sink)
+
     try:
         # Warm each pool (a cold connection is not the steady rate) with the first messages.
-        warm = sum(store_usage_message(messages[i], db=db) for i, db in enumerate(databases))
+        warm = sum(store(messages[i], db) for i, db in enumerate(databases))
         rest = messages[workers:]
         shares = [rest[i::workers] for i in range(workers)]
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             stored = sum(
                 pool.map(
-                    lambda pair: sum(store_usage_message(m, db=pair[0]) for m in pair[1]),
+                    lambda pair: sum(store(m, pair[0]) for m in pair[1]),
                     zip(databases, shares, strict=True),
                 )
             )

@@ -20,6 +20,7 @@ from compliance.crypto import (
     KeyShreddedError,
     KmsDataKeys,
 )
+from compliance.crypto.ledger import MemoryShredLedger
 from compliance.crypto.shredding import shred
 from compliance.db.data_keys import PgWrappedKeyStore
 from compliance.errors import AuditUnavailableError
@@ -52,6 +53,7 @@ class World:
         self.db = db
         self.provider = provider
         self.sink = MemoryAuditSink()
+        self.ledger = MemoryShredLedger()
         self.cache = DataKeyCache()  # this process's
         self.org_a, self.org_b = db.create_org("A"), db.create_org("B")
         self.alice, self.bob = self.subject(self.org_a, "alice"), self.subject(self.org_a, "bob")
@@ -133,7 +135,14 @@ def test_after_a_shred_every_copy_of_the_subjects_values_is_erased(world: World)
 
     # When alice is shredded
     receipt = shred(
-        world.db.app, world.sink, world.org_a, world.alice, actor="system:dsr", now=NOW, cache=world.cache
+        world.db.app,
+        world.sink,
+        world.org_a,
+        world.alice,
+        actor="system:dsr",
+        now=NOW,
+        ledger=world.ledger,
+        cache=world.cache,
     )
 
     # Then the receipt names her key, and a key.shredded event records it
@@ -171,10 +180,14 @@ def test_after_a_shred_every_copy_of_the_subjects_values_is_erased(world: World)
 
 def test_shredding_again_destroys_nothing_and_is_audited(world: World) -> None:
     # Given a shredded subject
-    first = shred(world.db.app, world.sink, world.org_a, world.alice, actor="system:dsr", now=NOW)
+    first = shred(
+        world.db.app, world.sink, world.org_a, world.alice, actor="system:dsr", now=NOW, ledger=world.ledger
+    )
 
     # When shredded again
-    again = shred(world.db.app, world.sink, world.org_a, world.alice, actor="system:dsr", now=NOW)
+    again = shred(
+        world.db.app, world.sink, world.org_a, world.alice, actor="system:dsr", now=NOW, ledger=world.ledger
+    )
 
     # Then no new key is reported, and both shreds are events
     assert first.count == 1
@@ -190,7 +203,9 @@ def test_a_refused_audit_event_rolls_the_shred_back(world: World) -> None:
 
     # When alice is shredded / Then it fails closed
     with pytest.raises(AuditUnavailableError):
-        shred(world.db.app, refusing, world.org_a, world.alice, actor="system:dsr", now=NOW)
+        shred(
+            world.db.app, refusing, world.org_a, world.alice, actor="system:dsr", now=NOW, ledger=world.ledger
+        )
 
     # And her key is intact: her values still decrypt, in a process with a cold cache too
     assert world.key_ids(world.org_a, world.alice) == alice_keys
@@ -200,7 +215,9 @@ def test_a_refused_audit_event_rolls_the_shred_back(world: World) -> None:
 
 def test_a_shred_in_another_org_does_not_reach_this_one(world: World) -> None:
     # Given alice's pseudonym, shredded in org B (where it names nobody)
-    receipt = shred(world.db.app, world.sink, world.org_b, world.alice, actor="system:dsr", now=NOW)
+    receipt = shred(
+        world.db.app, world.sink, world.org_b, world.alice, actor="system:dsr", now=NOW, ledger=world.ledger
+    )
 
     # Then nothing was destroyed, and alice's values in org A still decrypt
     assert receipt.key_ids == ()

@@ -49,21 +49,22 @@ def test_drift_names_undocumented_columns_and_entries_without_a_column(
     ghost = catalog.entries[0].model_copy(update={"column_name": "ghost"})
     extended = catalog.model_copy(update={"entries": (*catalog.entries, ghost)})
     with migrated_db.owner() as conn:
-        conn.execute("ALTER TABLE subjects ADD COLUMN email text")
-        conn.execute("CREATE VIEW subject_emails AS SELECT email FROM subjects")
+        conn.execute("ALTER TABLE subjects ADD COLUMN nickname text")
+        conn.execute("CREATE VIEW subject_nicknames AS SELECT nickname FROM subjects")
 
         # When compared
         drift = db_catalog.schema_drift(conn, extended)
 
     # Then both are named, as table.column; the view is not a table to catalogue
-    assert drift.undocumented == ["subjects.email"]
+    assert drift.undocumented == ["subjects.nickname"]
     assert drift.unknown == [f"{ghost.table_name}.ghost"]
     assert drift
 
 
 def test_sync_loads_the_file_and_is_idempotent(migrated_db: ProvisionedDatabase, catalog: Catalog) -> None:
     with migrated_db.owner() as conn:
-        # Given a migrated database (the table exists, empty until the deploy loads it)
+        # Given a migrated database before the deploy loads the catalog (the table is empty)
+        conn.execute("DELETE FROM data_catalog")
         assert stored(conn) == []
 
         # When synced twice
@@ -123,7 +124,7 @@ def test_the_application_reads_the_catalog_but_cannot_write_it(
     # Then it sees every entry, the personal ones, and those of one table
     assert entries == list(catalog.entries)
     assert personal == catalog.personal_data() and all(e.personal for e in personal)
-    assert [e.column_name for e in usage] == ["completion_text", "prompt_text", "subject_id"]
+    assert [e.column_name for e in usage] == ["client_ip", "completion_text", "prompt_text", "subject_id"]
 
     # When it tries to change it / Then every write is refused
     for statement in (

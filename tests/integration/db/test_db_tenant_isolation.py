@@ -19,6 +19,17 @@ from compliance.models.usage import UsageRecordIn
 from tests.conftest import APP_PASSWORD, APP_USER, ProvisionedDatabase
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def fake_seal(column: str, value: str, subject: uuid.UUID | None) -> str:
+    """Stands in for field encryption: the database only checks the ciphertext prefix."""
+    return f"enc:test:{value}"
+
+
+def insert(*args: Any) -> int:
+    return usage.insert_usage_records(*args, seal=fake_seal)
+
+
 TENANT_TABLES = ("organisations", "api_keys", "subjects", "usage_records")
 
 
@@ -47,9 +58,7 @@ def seed(db: ProvisionedDatabase, org_id: uuid.UUID, label: str) -> None:
             roles=[Role.INGEST],
             expires_at=None,
         )
-        usage.insert_usage_records(
-            conn, org_id, uuid.uuid4(), NOW, [record(f"{label}-1"), record(f"{label}-2")]
-        )
+        insert(conn, org_id, uuid.uuid4(), NOW, [record(f"{label}-1"), record(f"{label}-2")])
 
 
 @pytest.fixture
@@ -114,7 +123,7 @@ def test_an_org_cannot_write_rows_of_another(
     org_a, org_b = two_orgs
     # Given org A in scope / When usage for org B is inserted / Then the policy rejects it
     with pytest.raises(DataAccessError) as caught, migrated_db.app.tenant(org_a) as conn:
-        usage.insert_usage_records(conn, org_b, uuid.uuid4(), NOW, [record("sneaky", subject=None)])
+        insert(conn, org_b, uuid.uuid4(), NOW, [record("sneaky", subject=None)])
     assert caught.value.extra["sqlstate"] == "42501"  # insufficient_privilege: row violates policy
 
     # And an update cannot reach org B's keys either (no row matches)

@@ -53,3 +53,31 @@ def db_env(migrated_db: Any) -> dict[str, str]:
         "DB_SSLMODE": "require",
         "AWS_REGION": REGION,
     }
+
+
+IDEMPOTENCY_TABLE = "idempotency"
+
+
+@pytest.fixture
+def field_key(aws: None) -> str:
+    """The KMS key that wraps field-encryption data keys (moto)."""
+    import boto3
+
+    return str(boto3.client("kms").create_key(Description="field data keys")["KeyMetadata"]["Arn"])
+
+
+@pytest.fixture
+def processor(aws: None, org: str, db_env: dict[str, str], field_key: str, audited: Any) -> Any:
+    """The ingest-queue consumer on the test database, moto (KMS, DynamoDB) and the memory audit sink."""
+    import boto3
+
+    boto3.client("dynamodb").create_table(
+        TableName=IDEMPOTENCY_TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return audited(
+        "functions.ingest.processor",
+        {**db_env, "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE, "FIELD_KEY_ID": field_key},
+    )

@@ -16,8 +16,8 @@ CALLER_KEY = "6f1c0a52-0d0e-4d7b-9a43-1c1f5d3f00aa"  # the key id in the sample 
 
 
 @pytest.fixture
-def admin(aws: None, org: str, db_env: dict[str, str], audited: Any) -> Any:
-    return audited("functions.admin.api", db_env)
+def admin(aws: None, org: str, db_env: dict[str, str], audited: Any, field_key: str) -> Any:
+    return audited("functions.admin.api", {**db_env, "FIELD_KEY_ID": field_key})
 
 
 def requests(audit: MemoryAuditSink) -> list[tuple[str, Any]]:

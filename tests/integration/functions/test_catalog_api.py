@@ -22,8 +22,8 @@ def synced(migrated_db: Any) -> int:
 
 
 @pytest.fixture
-def admin(aws: None, synced: int, db_env: dict[str, str], audited: Any) -> Any:
-    return audited("functions.admin.api", db_env)
+def admin(aws: None, synced: int, db_env: dict[str, str], audited: Any, field_key: str) -> Any:
+    return audited("functions.admin.api", {**db_env, "FIELD_KEY_ID": field_key})
 
 
 def call(module: Any, event: dict[str, Any], ctx: Any) -> tuple[int, dict[str, Any], dict[str, Any]]:

@@ -5,23 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
-import pytest
-
 from compliance.db.usage import count_usage_records
-
-TABLE = "idempotency"
-
-
-@pytest.fixture
-def processor(aws: None, org: str, db_env: dict[str, str], fresh_import: Any) -> Any:
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return fresh_import("functions.ingest.processor", {**db_env, "IDEMPOTENCY_TABLE_NAME": TABLE})
 
 
 def stored(migrated_db: Any, org: str) -> int:

@@ -167,8 +167,18 @@ def test_a_column_written_twice_is_refused_naming_it_and_its_table() -> None:
             "usage_records.note: retention 'forever' is neither an ISO 8601 duration nor a retention policy",
         ),
         (
-            NOTE + ', erasure = "crypto_shred" }',
+            'note = { category = "usage", personal = false, sensitivity = "confidential",'
+            ' erasure = "crypto_shred", encrypted = true }',
             "usage_records.note: erasure 'crypto_shred' is for personal data, and the column is not personal",
+        ),
+        (
+            'note = { category = "content", personal = true, sensitivity = "restricted",'
+            ' erasure = "crypto_shred" }',
+            "usage_records.note: erasure 'crypto_shred' needs encrypted = true",
+        ),
+        (
+            'note = { category = "usage", personal = false, sensitivity = "internal", encrypted = true }',
+            "usage_records.note: an encrypted column is 'confidential' or 'restricted'",
         ),
         (
             'email = { category = "contact", personal = true, sensitivity = "public" }',

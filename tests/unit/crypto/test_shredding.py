@@ -15,6 +15,7 @@ from compliance.audit import emit
 from compliance.audit.events import AuditEventIn
 from compliance.audit.sink import MemoryAuditSink
 from compliance.crypto import DataKeyCache, KeyScope, shredding
+from compliance.crypto.ledger import MemoryShredLedger, ShredLedgerError, ShredRecord
 from compliance.db.data_keys import ShreddedKeys
 from compliance.errors import AuditUnavailableError
 
@@ -61,6 +62,16 @@ class RecordingCache(DataKeyCache):
         super().evict_scope(scope)
 
 
+class RecordingLedger(MemoryShredLedger):
+    def __init__(self, log: list[str], *, fail: bool = False) -> None:
+        super().__init__(fail=fail)
+        self.log = log
+
+    def record(self, record: ShredRecord) -> str:
+        self.log.append("ledger")
+        return super().record(record)
+
+
 @pytest.fixture
 def log(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     entries: list[str] = []
@@ -73,17 +84,27 @@ def log(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return entries
 
 
-def test_shred_destroys_then_audits_before_the_commit_then_evicts(log: list[str]) -> None:
-    # Given a database, a sink and this process's cache
+def test_shred_destroys_records_then_audits_before_the_commit_then_evicts(log: list[str]) -> None:
+    # Given a database, a sink, a shred ledger and this process's cache
     sink = RecordingSink(log)
+    ledger = RecordingLedger(log)
 
     # When a subject is shredded
     receipt = shredding.shred(
-        cast(Any, FakeDatabase(log)), sink, ORG, ALICE, actor="system:dsr", now=NOW, cache=RecordingCache(log)
+        cast(Any, FakeDatabase(log)),
+        sink,
+        ORG,
+        ALICE,
+        actor="system:dsr",
+        now=NOW,
+        ledger=ledger,
+        cache=RecordingCache(log),
     )
 
-    # Then destruction and event happen inside one transaction, the cache is evicted after it
-    assert log == [f"begin {ORG}", f"destroy {ALICE}", "publish", "commit", f"evict {ALICE}"]
+    # Then destruction, ledger record and event happen inside one transaction, eviction after it
+    assert log == [f"begin {ORG}", f"destroy {ALICE}", "ledger", "publish", "commit", f"evict {ALICE}"]
+    # And the ledger record holds ids and the time only
+    assert ledger.records == [ShredRecord(ORG, ALICE, KEYS, NOW)]
     assert receipt == shredding.ShredReceipt(ORG, ALICE, KEYS, NOW)
     assert receipt.count == 2
     [event] = sink.events
@@ -110,9 +131,30 @@ def test_a_refused_event_rolls_the_shred_back(log: list[str]) -> None:
             ALICE,
             actor="system:dsr",
             now=NOW,
+            ledger=RecordingLedger(log),
             cache=RecordingCache(log),
         )
-    assert log == [f"begin {ORG}", f"destroy {ALICE}", "publish", "rollback"]
+    assert log == [f"begin {ORG}", f"destroy {ALICE}", "ledger", "publish", "rollback"]
+
+
+def test_a_refused_ledger_record_rolls_the_shred_back_unaudited(log: list[str]) -> None:
+    # Given a shred ledger that refuses records
+    sink = RecordingSink(log)
+
+    # When a subject is shredded / Then it fails closed before any event: rolled back, nothing evicted
+    with pytest.raises(ShredLedgerError):
+        shredding.shred(
+            cast(Any, FakeDatabase(log)),
+            sink,
+            ORG,
+            ALICE,
+            actor="system:dsr",
+            now=NOW,
+            ledger=RecordingLedger(log, fail=True),
+            cache=RecordingCache(log),
+        )
+    assert log == [f"begin {ORG}", f"destroy {ALICE}", "ledger", "rollback"]
+    assert sink.events == []
 
 
 def test_key_shredded_lists_at_most_100_key_ids_and_counts_all() -> None:

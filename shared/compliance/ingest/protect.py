@@ -1,0 +1,144 @@
+"""What the processor does to a record's personal data before it is stored.
+
+1. The organisation's PII mode (:class:`~compliance.models.settings.PiiSettings`) on prompt and
+   completion text: ``encrypt`` keeps the text as sent (nothing scanned), ``redact`` replaces
+   every finding by a type placeholder (``<EMAIL_1>``), ``reject`` keeps neither the record nor
+   its text and reports it (request id and finding counts by type, never a value).
+2. Field encryption of every column the data catalog marks ``encrypted``, under the data key of
+   the record's subject (the org's key when it has none), bound to (org, table, column, subject).
+
+The scanner (and phonenumbers' metadata behind it) is imported only by organisations whose mode
+needs it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+from uuid import UUID
+
+from compliance.crypto.context import EncryptionContext
+from compliance.db.usage import usage_row
+from compliance.models.settings import PiiMode, PiiSettings
+from compliance.models.usage import UsageRecordIn
+
+if TYPE_CHECKING:
+    from compliance.crypto.fields import FieldEncryptor
+
+USAGE_TABLE = "usage_records"
+SUBJECTS_TABLE = "subjects"
+# The columns of usage_records this writer can seal (the catalog decides which of them it does).
+USAGE_SEALABLE = ("prompt_text", "completion_text", "client_ip")
+SUBJECT_EMAIL = "email"
+
+
+@dataclass
+class Screened:
+    """The records to store (texts possibly redacted) and the refused ones with their findings."""
+
+    kept: list[ScreenedRecord] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    rejected_findings: Counter[str] = field(default_factory=Counter)
+    redacted_findings: Counter[str] = field(default_factory=Counter)
+
+
+class ScreenedRecord(NamedTuple):
+    record: UsageRecordIn
+    prompt_text: str | None
+    completion_text: str | None
+
+
+def screen(records: Sequence[UsageRecordIn], settings: PiiSettings) -> Screened:
+    """Apply the org's PII mode to the text of ``records`` (order kept)."""
+    result = Screened()
+    if settings.mode is PiiMode.ENCRYPT:
+        result.kept = [ScreenedRecord(r, r.prompt_text, r.completion_text) for r in records]
+        return result
+    from compliance.pii.redaction import RedactionMode, redact
+    from compliance.pii.scanner import scan
+
+    for record in records:
+        texts: list[str | None] = []
+        counts: Counter[str] = Counter()
+        for text in (record.prompt_text, record.completion_text):
+            if not text:
+                texts.append(text)
+                continue
+            findings = scan(text, regions=settings.regions)
+            counts.update(str(f.type) for f in findings)
+            if findings and settings.mode is PiiMode.REDACT:
+                text = redact(text, mode=RedactionMode.PLACEHOLDER, findings=findings).text
+            texts.append(text)
+        if counts and settings.mode is PiiMode.REJECT:
+            result.rejected.append(record.request_id)
+            result.rejected_findings.update(counts)
+            continue
+        result.redacted_findings.update(counts)
+        result.kept.append(ScreenedRecord(record, texts[0], texts[1]))
+    return result
+
+
+def seal_usage_rows(
+    encryptor: FieldEncryptor,
+    org_id: UUID,
+    kept: Sequence[ScreenedRecord],
+    subjects: Mapping[str, UUID],
+    encrypted: Collection[str],
+) -> list[dict[str, Any]]:
+    """The rows to insert: values of ``encrypted`` columns sealed, the rest as validated.
+    ``subjects`` maps the platform's subject ids to their pseudonymous uuids."""
+    rows: list[dict[str, Any]] = []
+    for record, prompt, completion in kept:
+        subject = subjects[record.subject_id] if record.subject_id is not None else None
+        values: dict[str, str | None] = {
+            "prompt_text": prompt,
+            "completion_text": completion,
+            "client_ip": None if record.client_ip is None else str(record.client_ip),
+        }
+        for column, value in values.items():
+            if value is not None and column in encrypted:
+                values[column] = encryptor.encrypt(
+                    value, EncryptionContext(org_id, USAGE_TABLE, column, subject)
+                )
+        rows.append(
+            usage_row(
+                record,
+                subject,
+                prompt_text=values["prompt_text"],
+                completion_text=values["completion_text"],
+                client_ip=values["client_ip"],
+            )
+        )
+    return rows
+
+
+def seal_subject_emails(
+    encryptor: FieldEncryptor,
+    org_id: UUID,
+    kept: Sequence[ScreenedRecord],
+    subjects: Mapping[str, UUID],
+    encrypted: Collection[str],
+) -> dict[UUID, str]:
+    """The e-mail address to store per subject uuid: the one of the subject's latest record
+    (by ``occurred_at``, then request id), sealed when the catalog says so."""
+    latest: dict[str, UsageRecordIn] = {}
+    for screened in kept:
+        record = screened.record
+        if record.subject_email is None or record.subject_id is None:
+            continue
+        known = latest.get(record.subject_id)
+        if known is None or (record.occurred_at, record.request_id) > (known.occurred_at, known.request_id):
+            latest[record.subject_id] = record
+    emails: dict[UUID, str] = {}
+    for external_id, record in latest.items():
+        subject = subjects[external_id]
+        email = record.subject_email
+        assert email is not None
+        if SUBJECT_EMAIL in encrypted:
+            email = encryptor.encrypt(
+                email, EncryptionContext(org_id, SUBJECTS_TABLE, SUBJECT_EMAIL, subject)
+            )
+        emails[subject] = email
+    return emails

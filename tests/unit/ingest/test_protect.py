@@ -1,0 +1,92 @@
+"""What the processor does to personal data before storing: the org's PII mode, which columns it seals."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from compliance.crypto import (
+    DataKeyCache,
+    EncryptionContext,
+    FieldEncryptor,
+    InMemoryWrappedKeyStore,
+    KmsDataKeys,
+)
+from compliance.ingest.protect import screen, seal_subject_emails, seal_usage_rows
+from compliance.models.settings import PiiMode, PiiSettings
+from compliance.models.usage import UsageRecordIn
+from tests.unit.crypto.fakes import FakeKms
+
+ORG = uuid.UUID("6f1c0a52-0d0e-4d7b-9a43-1c1f5d3f0001")
+T0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+def record(request_id: str, prompt: str | None = None, **fields: Any) -> UsageRecordIn:
+    values: dict[str, Any] = {
+        "request_id": request_id,
+        "provider": "openai",
+        "model": "gpt-4o",
+        "prompt_tokens": 1,
+        "completion_tokens": 1,
+        "cost": "0.1",
+        "occurred_at": T0,
+        "prompt_text": prompt,
+    }
+    return UsageRecordIn.model_validate(values | fields)
+
+
+PERSONAL = "Mail bob@example.org about card 4111 1111 1111 1111."
+PLAIN = "Summarise the meeting notes."
+
+
+def test_encrypt_mode_keeps_every_record_and_text_as_sent() -> None:
+    records = [record("a", PERSONAL), record("b", PLAIN)]
+    result = screen(records, PiiSettings(mode=PiiMode.ENCRYPT))
+    assert [s.prompt_text for s in result.kept] == [PERSONAL, PLAIN]
+    assert not result.rejected and not result.redacted_findings
+
+
+def test_redact_mode_replaces_each_finding_by_its_type_placeholder() -> None:
+    result = screen(
+        [record("a", PERSONAL, completion_text="Sent to bob@example.org.")], PiiSettings(mode=PiiMode.REDACT)
+    )
+    (kept,) = result.kept
+    assert kept.prompt_text == "Mail <EMAIL_1> about card <CREDIT_CARD_1>."
+    assert kept.completion_text == "Sent to <EMAIL_1>."
+    assert result.redacted_findings == {"EMAIL": 2, "CREDIT_CARD": 1}
+
+
+def test_reject_mode_drops_only_records_with_findings_and_counts_them_by_type() -> None:
+    result = screen(
+        [record("a", PERSONAL), record("b", PLAIN), record("c")], PiiSettings(mode=PiiMode.REJECT)
+    )
+    assert result.rejected == ["a"]
+    assert [s.record.request_id for s in result.kept] == ["b", "c"]
+    assert result.rejected_findings == {"EMAIL": 1, "CREDIT_CARD": 1}
+
+
+def test_only_catalogued_columns_are_sealed_each_under_its_row_context() -> None:
+    kms = FakeKms()
+    encryptor = FieldEncryptor(KmsDataKeys(kms, "key"), InMemoryWrappedKeyStore(), DataKeyCache())  # type: ignore[arg-type]
+    subject = uuid.uuid4()
+    kept = screen([record("a", PLAIN, subject_id="user-1", client_ip="192.0.2.1")], PiiSettings()).kept
+    # Given a catalog that encrypts the prompt but (hypothetically) not the client IP
+    (row,) = seal_usage_rows(encryptor, ORG, kept, {"user-1": subject}, {"prompt_text"})
+    # Then the prompt is sealed to its row's subject and column, the IP stored as is
+    context = EncryptionContext(ORG, "usage_records", "prompt_text", subject)
+    assert (
+        row["prompt_text"].startswith("enc:v1:") and encryptor.decrypt(row["prompt_text"], context) == PLAIN
+    )
+    assert row["client_ip"] == "192.0.2.1" and row["subject_id"] == str(subject)
+
+
+def test_a_subjects_address_is_the_one_of_its_latest_record() -> None:
+    subject = uuid.uuid4()
+    records = [
+        record("b", subject_id="u", subject_email="new@example.org", occurred_at=T0 + timedelta(seconds=5)),
+        record("a", subject_id="u", subject_email="old@example.org", occurred_at=T0),
+        record("c", subject_id="u"),  # no address: changes nothing
+    ]
+    kept = screen(records, PiiSettings()).kept
+    assert seal_subject_emails(None, ORG, kept, {"u": subject}, ()) == {subject: "new@example.org"}  # type: ignore[arg-type]
