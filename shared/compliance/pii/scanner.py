@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from compliance.pii.detectors import DETECTORS, SUPPORTED_REGIONS, detect_phones
+from compliance.pii.detectors import DETECTORS, SUPPORTED_REGIONS, clear_caches, detect_phones
 from compliance.pii.errors import (
     BinaryInputError,
     NonUtf8InputError,
@@ -13,9 +13,11 @@ from compliance.pii.errors import (
     ScanOptionsError,
 )
 from compliance.pii.findings import Finding, PiiType, resolve_overlaps
+from compliance.pii.windows import DigitRuns
 
 MAX_SCAN_CHARS = 1_000_000
 DEFAULT_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "IN")
+_DIGIT_TYPES = frozenset({PiiType.PHONE, PiiType.SSN, PiiType.CREDIT_CARD, PiiType.IP_ADDRESS})
 
 # C0 controls other than tab, newline, vertical tab, form feed and carriage return, plus DEL.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
@@ -33,17 +35,31 @@ def scan(
 
     ``regions`` are the default regions for phone numbers written without a country code, tried in
     order; ``types`` limits the detectors (all when None).
+
+    The detectors' per-value caches (phone matcher runs, IP checks) serve repeats within this text
+    only: they are emptied before returning, so no phone number or address seen in one request stays
+    in memory for the next (at the price of re-validating values that recur across calls).
     """
-    checked = ensure_text(text)
-    selected = _select_types(types)
-    region_list = _select_regions(regions)
+    try:
+        return run_detectors(ensure_text(text), _select_regions(regions), _select_types(types))
+    finally:
+        clear_caches()
+
+
+def run_detectors(
+    text: str, regions: tuple[str, ...], types: list[PiiType], *, prepass: bool = True
+) -> list[Finding]:
+    """``scan`` on checked input. ``prepass=False`` runs each regex over the whole text: the slow
+    reference that the pre-pass windows must agree with (tests/unit/pii/test_prepass.py)."""
+    # One pass for the digit runs that the SSN, card, phone and IPv4 regexes then scan.
+    runs = DigitRuns.of(text) if prepass and not _DIGIT_TYPES.isdisjoint(types) else None
     found: list[Finding] = []
-    for pii_type in selected:
+    for pii_type in types:
         if pii_type is not PiiType.PHONE:
-            found.extend(DETECTORS[pii_type](checked, region_list))
-    if PiiType.PHONE in selected:
+            found.extend(DETECTORS[pii_type](text, regions, runs=runs, prepass=prepass))
+    if PiiType.PHONE in types:
         # Last, so it can skip digit groups that a stricter detector already explained.
-        found.extend(detect_phones(checked, region_list, claimed=found))
+        found.extend(detect_phones(text, regions, claimed=found, runs=runs, prepass=prepass))
     return resolve_overlaps(found)
 
 

@@ -1,6 +1,6 @@
 """The scan behind ``POST /v1/pii/scan``: a batch of texts in, findings and redactions out.
 
-The batch's total size is checked before any text is scanned: at the measured ~1 MB/s per core
+The batch's total size is checked before any text is scanned: at the measured ~1.5 MB/s per core
 (docs/benchmarks.md) a full batch stays within API Gateway's 29 s integration timeout.
 """
 
