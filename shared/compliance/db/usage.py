@@ -20,6 +20,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
+from pydantic_core import to_json
 
 from compliance.db.connection import data_access_error
 from compliance.models.usage import UsageRecordIn, UsageRecordOut
@@ -120,17 +121,18 @@ def usage_row(
 ) -> dict[str, Any]:
     """One record as :func:`insert_usage_rows` takes it; the three text values as they are to be
     stored (ciphertext for encrypted columns)."""
+    # Values stay typed (uuid, Decimal, datetime): pydantic-core writes their JSON form in Rust.
     return {
         "request_id": record.request_id,
-        "subject_id": None if subject_id is None else str(subject_id),
+        "subject_id": subject_id,
         "provider": record.provider,
         "model": record.model,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
-        "cost": str(record.cost),
+        "cost": record.cost,
         "currency": record.currency,
         "latency_ms": record.latency_ms,
-        "occurred_at": record.occurred_at.isoformat(),
+        "occurred_at": record.occurred_at,
         "prompt_text": prompt_text,
         "completion_text": completion_text,
         "client_ip": client_ip,
@@ -154,12 +156,12 @@ def write_usage(
     """
     if not rows and not subject_emails:
         return 0
-    ordered = sorted(rows, key=lambda row: str(row["request_id"]))
+    ordered = sorted(rows, key=lambda row: row["request_id"])
     with _driver_errors(), conn.pipeline():
         if subject_emails:
             # Sorted by subject: concurrent batches lock subjects in the same order.
-            emails = [{"id": str(k), "email": v} for k, v in sorted(subject_emails.items())]
-            conn.execute(_SET_EMAILS, {"org_id": org_id, "emails": json.dumps(emails)})
+            emails = [{"id": k, "email": v} for k, v in sorted(subject_emails.items())]
+            conn.execute(_SET_EMAILS, {"org_id": org_id, "emails": to_json(emails).decode()})
         if not ordered:
             return 0
         cursor = conn.execute(
@@ -168,7 +170,7 @@ def write_usage(
                 "org_id": org_id,
                 "batch_id": batch_id,
                 "received_at": received_at,
-                "records": json.dumps(ordered),
+                "records": to_json(ordered).decode(),
             },
         )
     return max(cursor.rowcount, 0)
