@@ -28,14 +28,9 @@ def _sink() -> AuditSink:
 
 @functools.cache
 def _crypto() -> FieldCrypto:
-    from compliance.crypto.session import kms_field_crypto
+    from compliance.crypto.session import field_crypto_from_settings
 
-    settings = get_settings(ProcessorSettings)
-    return kms_field_crypto(
-        settings.field_key_id,
-        max_age_s=settings.field_key_cache_max_age_s,
-        max_entries=settings.field_key_cache_max_entries,
-    )
+    return field_crypto_from_settings(get_settings(ProcessorSettings))
 
 
 @functools.cache

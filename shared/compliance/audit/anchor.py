@@ -12,13 +12,11 @@ checkpoint order; the head hash prefix keeps two different heads with one number
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from compliance.audit.checkpoint import SignedCheckpoint, checkpoint_json
-from compliance.aws.clients import error_code
+from compliance.aws.locked_objects import LockedWriteError, put_locked_json, retain_until
 from compliance.errors import DomainError
 
 if TYPE_CHECKING:
@@ -67,27 +65,14 @@ class S3ObjectLockAnchor:
 
     def retain_until(self, checkpoint: SignedCheckpoint) -> datetime:
         """``issued_at`` + retention, rounded up to the second (S3 keeps whole seconds)."""
-        until = checkpoint.head.issued_at + self._retention
-        return until.replace(microsecond=0) + timedelta(seconds=1 if until.microsecond else 0)
+        return retain_until(checkpoint.head.issued_at, self._retention)
 
     def anchor(self, checkpoint: SignedCheckpoint) -> str:
         key = anchor_key(checkpoint)
         body = checkpoint_json(checkpoint)
-        try:
-            self._client.put_object(
-                Bucket=self._bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/json",
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode("ascii"),
-                ObjectLockMode="COMPLIANCE",
-                ObjectLockRetainUntilDate=self.retain_until(checkpoint),
-                IfNoneMatch="*",
-            )
-        except Exception as exc:  # botocore ClientError / BotoCoreError alike
-            code = error_code(exc)
-            if code in {"PreconditionFailed", "412"}:
-                return key  # already anchored under this key, locked
-            raise AnchorError(f"could not anchor checkpoint {checkpoint.head.number} ({code})") from exc
+        try:  # already anchored under this key (a retry): it is there, locked
+            put_locked_json(self._client, self._bucket, key, body, self.retain_until(checkpoint))
+        except LockedWriteError as exc:
+            number = checkpoint.head.number
+            raise AnchorError(f"could not anchor checkpoint {number} ({exc.code})") from exc
         return key

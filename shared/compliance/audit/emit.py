@@ -531,3 +531,43 @@ def pii_sweep_completed(
         details=details,
     )
     return event.model_copy(update={"event_id": event_id})
+
+
+# --- Data subject erasure (issue 5) ---------------------------------------------------------------
+
+SUBJECT_ERASED = "subject.erased"
+
+
+def subject_erased(
+    *,
+    actor: str,
+    org_id: UUID,
+    subject_id: UUID,
+    request_id: UUID,
+    tables: Sequence[Mapping[str, Any]],
+    rows_total: int,
+    key_ids: Sequence[UUID],
+    retained: Sequence[Mapping[str, Any]],
+    occurred_at: datetime,
+    origin: RequestOrigin | None = None,
+) -> AuditEventIn:
+    """A data subject was erased (GDPR Art. 17): the receipt. ``tables``: per linked table its
+    action, row count and columns per catalog strategy (names only); ``retained``: tables kept
+    under a legal basis; the data keys destroyed. Ids, counts, names and bases, never a value."""
+    return _event(
+        event_type=SUBJECT_ERASED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=key_scope_resource(org_id, subject_id),
+        action="erase",
+        result=AuditResult.SUCCESS,
+        origin=origin or RequestOrigin(),
+        details={
+            "request_id": str(request_id),
+            "tables": [dict(t) for t in tables],
+            "rows_total": rows_total,
+            "keys_shredded": _listed_key_ids(key_ids),
+            "retained": [dict(r) for r in retained],
+        },
+    )

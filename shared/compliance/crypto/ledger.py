@@ -16,7 +16,6 @@ key, so re-applying lists the prefix and reads no object.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import threading
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from uuid import UUID
 
 from compliance.aws.clients import error_code
+from compliance.aws.locked_objects import LockedWriteError, put_locked_json, retain_until
 from compliance.errors import DomainError
 
 if TYPE_CHECKING:
@@ -151,29 +151,14 @@ class S3ShredLedger:
         return f"S3ShredLedger(bucket={self._bucket!r})"
 
     def retain_until(self, record: ShredRecord) -> datetime:
-        until = record.shredded_at + self._retention
-        return until.replace(microsecond=0) + timedelta(seconds=1 if until.microsecond else 0)
+        return retain_until(record.shredded_at, self._retention)
 
     def record(self, record: ShredRecord) -> str:
         key = record_key(record)
-        body = record_json(record)
-        try:
-            self._client.put_object(
-                Bucket=self._bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/json",
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode("ascii"),
-                ObjectLockMode="COMPLIANCE",
-                ObjectLockRetainUntilDate=self.retain_until(record),
-                IfNoneMatch="*",
-            )
-        except Exception as exc:  # botocore ClientError / BotoCoreError alike
-            code = error_code(exc)
-            if code in {"PreconditionFailed", "412"}:
-                return key  # this very record was written before (a retry): it is there, locked
-            raise ShredLedgerError(f"could not write the shred record ({code})") from exc
+        try:  # a record written before (a retry) is there, locked: that counts as written
+            put_locked_json(self._client, self._bucket, key, record_json(record), self.retain_until(record))
+        except LockedWriteError as exc:
+            raise ShredLedgerError(f"could not write the shred record ({exc.code})") from exc
         return key
 
     def scopes(self) -> Iterator[ShreddedScope]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from compliance.audit.emit import RequestOrigin
     from compliance.audit.sink import AuditSink
+    from compliance.config import FieldEncryptionSettings
     from compliance.db.connection import Database
 
 
@@ -79,4 +80,13 @@ def kms_field_crypto(kms_key_id: str, *, max_age_s: float, max_entries: int) -> 
         KmsDataKeys(client("kms"), kms_key_id),
         kms_key_id=kms_key_id,
         cache=DataKeyCache(max_entries=max_entries, max_age_seconds=max_age_s),
+    )
+
+
+def field_crypto_from_settings(settings: FieldEncryptionSettings) -> FieldCrypto:
+    """:func:`kms_field_crypto` as a function's settings configure it."""
+    return kms_field_crypto(
+        settings.field_key_id,
+        max_age_s=settings.field_key_cache_max_age_s,
+        max_entries=settings.field_key_cache_max_entries,
     )

@@ -54,6 +54,17 @@ def data_access_error(exc: psycopg.Error) -> DataAccessError:
     return DataAccessError(f"database operation failed ({code})", sqlstate=exc.sqlstate)
 
 
+@contextmanager
+def driver_errors() -> Iterator[None]:
+    """Re-raise psycopg errors inside the block as :func:`data_access_error` (a domain error)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise data_access_error(exc) from exc
+
+
 class Database:
     """A pool of connections to one database as one user, opened on first use.
 

@@ -21,8 +21,7 @@ process goes on sealing values under a key that was never stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
@@ -33,6 +32,7 @@ from compliance.audit.sink import AuditSink
 from compliance.crypto.context import KeyScope
 from compliance.crypto.data_keys import StoredDataKey
 from compliance.crypto.errors import KeyShreddedError
+from compliance.db.connection import driver_errors
 from compliance.errors import DataAccessError
 
 # psycopg is imported inside the functions: handlers import this module at cold start.
@@ -94,18 +94,6 @@ def _subject(scope: KeyScope) -> tuple[str, tuple[UUID, ...]]:
     return "subject_id = %s", (scope.subject_id,)
 
 
-@contextmanager
-def _driver_errors() -> Iterator[None]:
-    import psycopg
-
-    from compliance.db.connection import data_access_error
-
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise data_access_error(exc) from exc
-
-
 def _fetchone(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
     from psycopg.rows import tuple_row
 
@@ -116,7 +104,7 @@ def _fetchone(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]
 def lock_scope(conn: psycopg.Connection[Any], scope: KeyScope) -> None:
     """Serialise key creation and shredding of ``scope`` until the transaction ends."""
     subject = "-" if scope.subject_id is None else str(scope.subject_id)
-    with _driver_errors():
+    with driver_errors():
         conn.execute(_LOCK, (f"data_keys:{scope.org_id}:{subject}",))
 
 
@@ -129,7 +117,7 @@ def destroy_scope(conn: psycopg.Connection[Any], scope: KeyScope, at: datetime) 
 
     condition, params = _subject(scope)
     lock_scope(conn, scope)
-    with _driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
+    with driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
         rows = cur.execute(
             _DESTROY.format(subject=condition).encode(), (at, scope.org_id, *params)
         ).fetchall()
@@ -174,7 +162,7 @@ class PgWrappedKeyStore:
 
     def current(self, scope: KeyScope) -> StoredDataKey | None:
         condition, params = _subject(scope)
-        with _driver_errors():
+        with driver_errors():
             row = _fetchone(self._conn, _CURRENT.format(subject=condition), (scope.org_id, *params))
         if row is None:
             return None
@@ -185,7 +173,7 @@ class PgWrappedKeyStore:
 
     def get(self, scope: KeyScope, key_id: UUID) -> bytes | None:
         condition, params = _subject(scope)
-        with _driver_errors():
+        with driver_errors():
             row = _fetchone(self._conn, _GET.format(subject=condition), (scope.org_id, *params, key_id))
         if row is None:
             return None
@@ -196,7 +184,7 @@ class PgWrappedKeyStore:
     def put(self, scope: KeyScope, key: StoredDataKey) -> StoredDataKey:
         condition, params = _subject(scope)
         lock_scope(self._conn, scope)
-        with _driver_errors():
+        with driver_errors():
             inserted = _fetchone(
                 self._conn,
                 _INSERT.format(subject=condition),
@@ -233,7 +221,7 @@ class PgWrappedKeyStore:
     def destroy(self, scope: KeyScope) -> None:
         """The protocol's shred, at the database's clock; :func:`compliance.crypto.shredding.shred`
         is the audited operation that callers use."""
-        with _driver_errors():
+        with driver_errors():
             row = _fetchone(self._conn, "SELECT now()", ())
         assert row is not None
         destroy_scope(self._conn, scope, row[0])

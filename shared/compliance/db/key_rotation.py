@@ -9,12 +9,12 @@ quoted as identifiers; values always travel as parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
+from compliance.db.connection import driver_errors
 from compliance.errors import ConflictError, DataAccessError
 
 # psycopg is imported inside the functions: handlers import this module at cold start.
@@ -41,22 +41,10 @@ __all__ = [
 ]
 
 
-@contextmanager
-def _driver_errors() -> Iterator[None]:
-    import psycopg
-
-    from compliance.db.connection import data_access_error
-
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise data_access_error(exc) from exc
-
-
 def _rows(conn: psycopg.Connection[Any], query: Any, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     from psycopg.rows import tuple_row
 
-    with _driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
+    with driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(query.encode() if isinstance(query, str) else query, params)
         return cur.fetchall() if cur.description is not None else []
 
@@ -111,7 +99,7 @@ def store_rewrapped(
 ) -> None:
     from psycopg.rows import tuple_row
 
-    with _driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
+    with driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(_STORE_REWRAPPED.encode(), (wrapped, kms_key_id, at, org_id, key_id))
         if cur.rowcount != 1:  # pragma: no cover - the row is locked by keys_to_rewrap
             raise DataAccessError("a data key to re-wrap is no longer live")
@@ -364,7 +352,7 @@ def update_rows(
         keys=sql.SQL(", ").join(sql.Identifier(column.name) for column in key),
         casts=sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(column.type)) for column in key),
     )
-    with _driver_errors(), conn.cursor() as cur:
+    with driver_errors(), conn.cursor() as cur:
         cur.executemany(query, [[*values, org_id, *row_key] for row_key, values in rows])
 
 

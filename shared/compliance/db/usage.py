@@ -12,8 +12,7 @@ needs a temporary staging table, which pins RDS Proxy sessions.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -22,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 from pydantic_core import to_json
 
-from compliance.db.connection import data_access_error
+from compliance.db.connection import driver_errors
 from compliance.models.usage import UsageRecordIn, UsageRecordOut
 
 # Input sorted by key keeps the lock order stable, so concurrent batches sharing subjects
@@ -104,7 +103,7 @@ def ensure_subjects(
     if wanted == "[]":
         return {}
     params = {"org_id": org_id, "external_ids": wanted}
-    with _driver_errors(), conn.pipeline():
+    with driver_errors(), conn.pipeline():
         conn.execute(_UPSERT_SUBJECTS, params)
         cursor = conn.cursor(row_factory=tuple_row)
         cursor.execute(_SUBJECT_IDS, params)
@@ -157,7 +156,7 @@ def write_usage(
     if not rows and not subject_emails:
         return 0
     ordered = sorted(rows, key=lambda row: row["request_id"])
-    with _driver_errors(), conn.pipeline():
+    with driver_errors(), conn.pipeline():
         if subject_emails:
             # Sorted by subject: concurrent batches lock subjects in the same order.
             emails = [{"id": k, "email": v} for k, v in sorted(subject_emails.items())]
@@ -213,14 +212,6 @@ def insert_usage_records(
     return write_usage(conn, org_id, batch_id, received_at, rows)
 
 
-@contextmanager
-def _driver_errors() -> Iterator[None]:
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise data_access_error(exc) from exc
-
-
 def count_usage_records(conn: psycopg.Connection[Any]) -> int:
     """How many usage records the current scope can see."""
     with conn.cursor(row_factory=tuple_row) as cur:
@@ -229,7 +220,7 @@ def count_usage_records(conn: psycopg.Connection[Any]) -> int:
 
 
 def get_usage_record(conn: psycopg.Connection[Any], request_id: str) -> StoredUsageRecord | None:
-    with _driver_errors(), conn.cursor(row_factory=dict_row) as cur:
+    with driver_errors(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(_GET, (request_id,)).fetchone()
     if row is None:
         return None
