@@ -1,7 +1,8 @@
 """API-key administration for system admins of an organisation; the data catalog for DPOs,
 auditors and system admins (it describes the schema, not any organisation's data); the org's
 PII settings (system admins and DPOs); stored usage records, decrypted for roles that may read
-content (compliance.ingest.records)."""
+content (compliance.ingest.records); consent records (the platform's machine key records them as
+users accept notices; DPOs and auditors read the history)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from compliance.audit.emit import RequestOrigin
 from compliance.audit.middleware import register_audit_middleware
 from compliance.catalog import service as catalog_service
 from compliance.config import AdminApiSettings, get_settings, init_environment
+from compliance.consent import service as consent_service
 from compliance.db.connection import Database, database_from_settings
 from compliance.ingest.records import READ_ROLES, read_usage_record
 from compliance.models.auth import ApiKeyCreate, ApiKeyOut, Principal, Role
@@ -32,6 +34,7 @@ from compliance.models.catalog import (
     CatalogOut,
     PersonalDataOut,
 )
+from compliance.models.consent import ConsentCreate, ConsentHistory, ConsentOut
 from compliance.models.settings import PiiSettings
 from compliance.models.usage import UsageRecordDetailOut
 from compliance.observability import logger, metrics, tracer
@@ -46,6 +49,9 @@ Admin = Annotated[Principal, Depends(require(app, {Role.SYSTEM_ADMIN}))]
 CatalogReader = Annotated[Principal, Depends(require(app, {Role.DPO, Role.AUDITOR, Role.SYSTEM_ADMIN}))]
 SettingsAdmin = Annotated[Principal, Depends(require(app, {Role.SYSTEM_ADMIN, Role.DPO}))]
 UsageReader = Annotated[Principal, Depends(require(app, READ_ROLES))]
+ConsentWriter = Annotated[Principal, Depends(require(app, {Role.DPO, Role.SYSTEM_ADMIN, Role.INGEST}))]
+ConsentReader = Annotated[Principal, Depends(require(app, {Role.DPO, Role.SYSTEM_ADMIN, Role.AUDITOR}))]
+SubjectId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:@+=-]{1,128}$", max_length=128)]
 RequestId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:@+=-]{1,128}$", max_length=128)]
 TableName = Annotated[str | None, Query(pattern=TABLE_NAME_PATTERN, max_length=TABLE_NAME_MAX_LENGTH)]
 
@@ -141,6 +147,26 @@ def get_usage_record(request_id: RequestId, principal: UsageReader) -> Response[
         body=record.model_dump_json(),
         headers={"Cache-Control": "no-store"},
     )
+
+
+@app.post("/v1/consents")
+def post_consent(request: ConsentCreate, principal: ConsentWriter) -> Response[str]:
+    recorded = consent_service.record_consent(
+        _db(), principal, request, now=datetime.now(UTC), sink=_sink(), origin=_origin()
+    )
+    return Response(status_code=201, content_type="application/json", body=recorded.model_dump_json())
+
+
+@app.post("/v1/consents/<consent_id>/revoke")
+def revoke_consent(consent_id: UUID, principal: ConsentWriter) -> ConsentOut:
+    return consent_service.revoke_consent(
+        _db(), principal, consent_id, now=datetime.now(UTC), sink=_sink(), origin=_origin()
+    )
+
+
+@app.get("/v1/subjects/<subject_id>/consents")
+def get_consents(subject_id: SubjectId, principal: ConsentReader) -> ConsentHistory:
+    return consent_service.consent_history(_db(), principal, subject_id)
 
 
 @init_environment(AdminApiSettings)

@@ -191,6 +191,12 @@ class Api(Construct):
         self._method(usage, "POST", ingest_function)
         # Stored records are read (and decrypted) by the admin function: the ingest function has no database.
         self._method(usage.add_resource("{request_id}"), "GET", admin, path_params=["request_id"])
+        consents = v1.add_resource("consents")
+        self._method(consents, "POST", admin)
+        revoke = consents.add_resource("{consent_id}").add_resource("revoke")
+        self._method(revoke, "POST", admin, path_params=["consent_id"])
+        subject_consents = v1.add_resource("subjects").add_resource("{subject_id}").add_resource("consents")
+        self._method(subject_consents, "GET", admin, path_params=["subject_id"])
         pii_settings = v1.add_resource("settings").add_resource("pii")
         self._method(pii_settings, "GET", admin)
         self._method(pii_settings, "PUT", admin)

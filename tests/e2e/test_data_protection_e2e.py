@@ -46,6 +46,14 @@ def test_personal_data_is_redacted_sealed_readable_by_role_and_erased_by_shreddi
         put = client.request("PUT", "/v1/settings/pii", {"mode": "redact", "regions": ["US"]})
         assert put.status == 200, put.body
 
+        # And the subject agreed to prompt logging (recorded by the platform's key)
+        consent = client.request(
+            "POST",
+            "/v1/consents",
+            {"subject_id": "user-dp", "purpose": "prompt_logging", "notice_version": "n-1", "source": "e2e"},
+        )
+        assert consent.status == 201, consent.body
+
         # And a record whose prompt holds an e-mail address and an SSN is ingested
         request_id = f"dp-{uuid4().hex[:8]}"
         prompt = f"Email {EMAIL} the form for SSN 536-22-8412 please."

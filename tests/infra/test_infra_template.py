@@ -29,6 +29,9 @@ COMMON_ENV = {
 EXPECTED_ROUTES = {
     ("POST", "/v1/usage"): "ingest",
     ("GET", "/v1/usage/{request_id}"): "admin",
+    ("POST", "/v1/consents"): "admin",
+    ("POST", "/v1/consents/{consent_id}/revoke"): "admin",
+    ("GET", "/v1/subjects/{subject_id}/consents"): "admin",
     ("GET", "/v1/settings/pii"): "admin",
     ("PUT", "/v1/settings/pii"): "admin",
     ("GET", "/v1/api-keys"): "admin",

@@ -571,3 +571,41 @@ def subject_erased(
             "retained": [dict(r) for r in retained],
         },
     )
+
+
+# --- Consent (issue 5) -------------------------------------------------------------------------------
+
+CONSENT_GRANTED = "consent.granted"
+CONSENT_REVOKED = "consent.revoked"
+
+
+def consent_changed(
+    *,
+    event_type: str,
+    principal: Principal,
+    consent_id: UUID,
+    subject_id: UUID,
+    purpose: str,
+    legal_basis: str,
+    notice_version: str,
+    occurred_at: datetime,
+    origin: RequestOrigin,
+) -> AuditEventIn:
+    """A consent record was granted or revoked: the record, the subject's pseudonymous id, purpose,
+    basis and notice version (no personal value: the platform's own subject id is never copied)."""
+    return _event(
+        event_type=event_type,
+        occurred_at=occurred_at,
+        actor=key_actor(principal.key_id),
+        org_id=principal.org_id,
+        resource=f"consent:{consent_id}",
+        action="grant" if event_type == CONSENT_GRANTED else "revoke",
+        result=AuditResult.SUCCESS,
+        origin=origin,
+        details={
+            "subject": f"subject:{subject_id}",
+            "purpose": purpose,
+            "legal_basis": legal_basis,
+            "notice_version": notice_version,
+        },
+    )

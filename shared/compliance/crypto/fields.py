@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from uuid import UUID
 
 from compliance.crypto.context import EncryptionContext, KeyScope
@@ -63,6 +64,15 @@ class FieldEncryptor:
             raise DecryptionError("the value was encrypted for another org or subject")
         return unseal(key.cipher, ciphertext, context)
 
+    def prepare(self, scopes: Iterable[KeyScope]) -> None:
+        """Make sure each scope has a current key before values are sealed, creating the missing
+        ones in one global order (org key first, then by subject uuid). Creating a key locks its
+        scope until the transaction ends: writers that create keys of overlapping scopes in record
+        order would deadlock; in this order one waits for the other instead."""
+        for scope in sorted(set(scopes), key=_scope_order):
+            if self._cache.for_encryption(scope) is None:
+                self._current_key(scope)
+
     def destroy_keys(self, scope: KeyScope) -> None:
         """Crypto-shredding primitive: destroy the scope's wrapped keys and drop them from this
         process's cache (other processes stop within their cache's ``max_age_seconds``).
@@ -84,3 +94,8 @@ class FieldEncryptor:
             zero(generated.plaintext)  # a concurrent writer stored its key first: use that one
         key = self._provider.unwrap(stored.key_id, stored.wrapped, scope)
         return self._cache.insert(scope, stored.key_id, key, for_encryption=True)
+
+
+def _scope_order(scope: KeyScope) -> tuple[bytes, bool, bytes]:
+    subject = b"" if scope.subject_id is None else scope.subject_id.bytes
+    return (scope.org_id.bytes, scope.subject_id is not None, subject)

@@ -50,8 +50,19 @@ _SUBJECT_IDS = """
     JOIN subjects AS s ON s.org_id = %(org_id)s AND s.external_id = e.external_id
 """
 
-# Only rows whose address changes are rewritten (ciphertexts differ on every encryption, so a
-# re-sent address is rewritten too: the price of not decrypting to compare).
+_STORED_EMAILS = """
+    SELECT s.id, s.email FROM subjects AS s
+    WHERE s.org_id = %(org_id)s AND s.id = ANY(%(ids)s::uuid[])
+"""
+# The caller passes only changed addresses. Rows are locked in uuid order first: the UPDATE's own
+# lock order follows its plan, and concurrent slices locking shared subjects in different orders
+# would deadlock.
+_LOCK_SUBJECTS = """
+    SELECT 1 FROM subjects AS s
+    WHERE s.org_id = %(org_id)s AND s.id = ANY(%(ids)s::uuid[])
+    ORDER BY s.id
+    FOR NO KEY UPDATE
+"""
 _SET_EMAILS = """
     UPDATE subjects AS s SET email = e.email
     FROM json_to_recordset(%(emails)s::json) AS e(id uuid, email text)
@@ -110,6 +121,26 @@ def ensure_subjects(
     return {external_id: subject_id for external_id, subject_id in cursor.fetchall()}
 
 
+def stored_emails(
+    conn: psycopg.Connection[Any], org_id: UUID, subject_ids: Iterable[UUID]
+) -> dict[UUID, str | None]:
+    """The e-mail address (as stored: ciphertext when sealed) of each of ``subject_ids``."""
+    ids = sorted(set(subject_ids))
+    if not ids:
+        return {}
+    with driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(_STORED_EMAILS, {"org_id": org_id, "ids": ids}).fetchall()
+    return {subject_id: email for subject_id, email in rows}
+
+
+def subject_exists(conn: psycopg.Connection[Any], org_id: UUID, external_id: str) -> bool:
+    with driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT 1 FROM subjects WHERE org_id = %s AND external_id = %s", (org_id, external_id)
+        ).fetchone()
+    return row is not None
+
+
 def usage_row(
     record: UsageRecordIn,
     subject_id: UUID | None,
@@ -158,8 +189,8 @@ def write_usage(
     ordered = sorted(rows, key=lambda row: row["request_id"])
     with driver_errors(), conn.pipeline():
         if subject_emails:
-            # Sorted by subject: concurrent batches lock subjects in the same order.
             emails = [{"id": k, "email": v} for k, v in sorted(subject_emails.items())]
+            conn.execute(_LOCK_SUBJECTS, {"org_id": org_id, "ids": sorted(subject_emails)})
             conn.execute(_SET_EMAILS, {"org_id": org_id, "emails": to_json(emails).decode()})
         if not ordered:
             return 0

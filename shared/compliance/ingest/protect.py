@@ -1,5 +1,8 @@
 """What the processor does to a record's personal data before it is stored.
 
+0. Consent: a record's prompt and completion text is kept only when its subject has an active
+   ``prompt_logging`` consent (compliance.consent); otherwise only the usage figures are stored.
+   A record without a subject has nobody who could have agreed: its text is never kept.
 1. The organisation's PII mode (:class:`~compliance.models.settings.PiiSettings`) on prompt and
    completion text: ``encrypt`` keeps the text as sent (nothing scanned), ``redact`` replaces
    every finding by a type placeholder (``<EMAIL_1>``), ``reject`` keeps neither the record nor
@@ -19,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
-from compliance.crypto.context import EncryptionContext
+from compliance.crypto.context import EncryptionContext, KeyScope
+from compliance.crypto.envelope import is_encrypted_text
+from compliance.crypto.errors import DecryptionError, KeyShreddedError, UnsupportedCiphertextError
 from compliance.db.usage import usage_row
 from compliance.models.settings import PiiMode, PiiSettings
 from compliance.models.usage import UsageRecordIn
@@ -48,6 +53,21 @@ class ScreenedRecord(NamedTuple):
     record: UsageRecordIn
     prompt_text: str | None
     completion_text: str | None
+
+
+def without_unconsented_text(
+    records: Sequence[UsageRecordIn], consented: Collection[str]
+) -> tuple[list[UsageRecordIn], int]:
+    """The records with the text of subjects outside ``consented`` removed, and how many lost it."""
+    kept: list[UsageRecordIn] = []
+    dropped = 0
+    for record in records:
+        has_text = record.prompt_text is not None or record.completion_text is not None
+        if has_text and (record.subject_id is None or record.subject_id not in consented):
+            record = record.model_copy(update={"prompt_text": None, "completion_text": None})
+            dropped += 1
+        kept.append(record)
+    return kept, dropped
 
 
 def screen(records: Sequence[UsageRecordIn], settings: PiiSettings) -> Screened:
@@ -114,15 +134,9 @@ def seal_usage_rows(
     return rows
 
 
-def seal_subject_emails(
-    encryptor: FieldEncryptor,
-    org_id: UUID,
-    kept: Sequence[ScreenedRecord],
-    subjects: Mapping[str, UUID],
-    encrypted: Collection[str],
-) -> dict[UUID, str]:
-    """The e-mail address to store per subject uuid: the one of the subject's latest record
-    (by ``occurred_at``, then request id), sealed when the catalog says so."""
+def latest_subject_emails(kept: Sequence[ScreenedRecord], subjects: Mapping[str, UUID]) -> dict[UUID, str]:
+    """Per subject uuid, the e-mail address of its latest record (by ``occurred_at``, then request
+    id), as sent."""
     latest: dict[str, UsageRecordIn] = {}
     for screened in kept:
         record = screened.record
@@ -131,14 +145,59 @@ def seal_subject_emails(
         known = latest.get(record.subject_id)
         if known is None or (record.occurred_at, record.request_id) > (known.occurred_at, known.request_id):
             latest[record.subject_id] = record
-    emails: dict[UUID, str] = {}
-    for external_id, record in latest.items():
-        subject = subjects[external_id]
-        email = record.subject_email
-        assert email is not None
-        if SUBJECT_EMAIL in encrypted:
-            email = encryptor.encrypt(
-                email, EncryptionContext(org_id, SUBJECTS_TABLE, SUBJECT_EMAIL, subject)
-            )
-        emails[subject] = email
-    return emails
+    return {subjects[external_id]: str(record.subject_email) for external_id, record in latest.items()}
+
+
+def sealing_scopes(
+    org_id: UUID,
+    kept: Sequence[ScreenedRecord],
+    subjects: Mapping[str, UUID],
+    encrypted_usage: Collection[str],
+    emails: Mapping[UUID, str],
+    encrypted_subjects: Collection[str],
+) -> set[KeyScope]:
+    """The key scopes :func:`seal_usage_rows` and :func:`seal_subject_emails` will seal under
+    (for :meth:`FieldEncryptor.prepare`)."""
+    scopes: set[KeyScope] = set()
+    for record, prompt, completion in kept:
+        values = {"prompt_text": prompt, "completion_text": completion, "client_ip": record.client_ip}
+        if any(value is not None and column in encrypted_usage for column, value in values.items()):
+            subject = subjects[record.subject_id] if record.subject_id is not None else None
+            scopes.add(KeyScope(org_id, subject))
+    if SUBJECT_EMAIL in encrypted_subjects:
+        scopes.update(KeyScope(org_id, subject) for subject in emails)
+    return scopes
+
+
+def seal_subject_emails(
+    encryptor: FieldEncryptor,
+    org_id: UUID,
+    emails: Mapping[UUID, str],
+    stored: Mapping[UUID, str | None],
+    encrypted: Collection[str],
+) -> dict[UUID, str]:
+    """The addresses to write: those of ``emails`` that differ from the ``stored`` ones, sealed
+    when the catalog says so. An unchanged address is not rewritten (a fresh ciphertext would
+    differ on every message, and rewriting locks the subject's row against every concurrent slice
+    naming it)."""
+    sealed = SUBJECT_EMAIL in encrypted
+    changed: dict[UUID, str] = {}
+    for subject, email in emails.items():
+        context = EncryptionContext(org_id, SUBJECTS_TABLE, SUBJECT_EMAIL, subject)
+        if _same_address(encryptor, stored.get(subject), email, context, sealed=sealed):
+            continue
+        changed[subject] = encryptor.encrypt(email, context) if sealed else email
+    return changed
+
+
+def _same_address(
+    encryptor: FieldEncryptor, stored: str | None, email: str, context: EncryptionContext, *, sealed: bool
+) -> bool:
+    if stored is None:
+        return False
+    if not sealed or not is_encrypted_text(stored):
+        return stored == email
+    try:
+        return encryptor.decrypt(stored, context) == email
+    except (DecryptionError, UnsupportedCiphertextError, KeyShreddedError):
+        return False  # unreadable: write the address (sealing under a shredded key raises there)

@@ -1,10 +1,13 @@
 """The processor side of ingest: write one queued slice exactly once, its personal data protected.
 
-In one tenant transaction: read the org's PII settings, screen the texts (redact or reject per
-the org's mode), create the slice's subjects, seal every column the catalog marks encrypted under
-the subject's data key (new keys stored and audited in the same transaction), write the records
-and the subjects' e-mail addresses. Refused records are audited (``usage.records_rejected``) before
-the commit: if the audit trail is down, nothing is written and the message is retried.
+In one tenant transaction: read the org's PII settings, drop the text of records whose subject has
+no active ``prompt_logging`` consent (read in the same transaction: a revocation committed before
+applies), screen the remaining texts (redact or reject per the org's mode), create the slice's
+subjects, create missing data keys (in one global order, so concurrent slices cannot deadlock),
+seal every column the catalog marks encrypted under the subject's data key (new keys stored and
+audited in the same transaction), write the records and the subjects' changed e-mail addresses.
+Refused records are audited (``usage.records_rejected``) before the commit: if the audit trail is
+down, nothing is written and the message is retried.
 """
 
 from __future__ import annotations
@@ -17,15 +20,20 @@ from uuid import UUID
 from compliance.audit import emit
 from compliance.audit.events import AuditEventIn
 from compliance.db import catalog as catalog_repo
+from compliance.db import consents as consent_repo
 from compliance.db import organisations as org_repo
 from compliance.db import usage as usage_repo
 from compliance.ingest.protect import (
     SUBJECTS_TABLE,
     USAGE_TABLE,
+    latest_subject_emails,
     screen,
     seal_subject_emails,
     seal_usage_rows,
+    sealing_scopes,
+    without_unconsented_text,
 )
+from compliance.models.consent import ConsentPurpose
 from compliance.models.settings import PII_SETTINGS_KEY, PiiSettings
 from compliance.models.usage import UsageMessage
 from compliance.observability import logger, metrics
@@ -62,19 +70,31 @@ def store_usage_message(message: UsageMessage, *, db: Database, crypto: FieldCry
     org_id = message.org_id
     with crypto.tenant(db, org_id, sink=sink, actor=ENCRYPTION_ACTOR) as (conn, encryptor):
         settings = PiiSettings.model_validate(org_repo.get_setting(conn, org_id, PII_SETTINGS_KEY) or {})
-        screened = screen(message.records, settings)
+        with_text = {
+            r.subject_id for r in message.records if r.subject_id and (r.prompt_text or r.completion_text)
+        }
+        consented = consent_repo.with_active_consent(conn, org_id, with_text, ConsentPurpose.PROMPT_LOGGING)
+        records, unconsented = without_unconsented_text(message.records, consented)
+        screened = screen(records, settings)
         encrypted = encrypted_columns(conn)
         subjects = usage_repo.ensure_subjects(
             conn, org_id, (s.record.subject_id for s in screened.kept if s.record.subject_id is not None)
         )
-        rows = seal_usage_rows(encryptor, org_id, screened.kept, subjects, encrypted.get(USAGE_TABLE, ()))
-        emails = seal_subject_emails(
-            encryptor, org_id, screened.kept, subjects, encrypted.get(SUBJECTS_TABLE, ())
+        usage_columns = encrypted.get(USAGE_TABLE, frozenset())
+        subject_columns = encrypted.get(SUBJECTS_TABLE, frozenset())
+        latest = latest_subject_emails(screened.kept, subjects)
+        stored = usage_repo.stored_emails(conn, org_id, latest)
+        encryptor.prepare(
+            sealing_scopes(org_id, screened.kept, subjects, usage_columns, latest, subject_columns)
         )
+        rows = seal_usage_rows(encryptor, org_id, screened.kept, subjects, usage_columns)
+        emails = seal_subject_emails(encryptor, org_id, latest, stored, subject_columns)
         inserted = usage_repo.write_usage(conn, org_id, message.batch_id, message.received_at, rows, emails)
         if screened.rejected:
             emit.publish(sink, [_rejection_event(message, screened.rejected, screened.rejected_findings)])
     _record_metrics(message, inserted, screened.rejected, sum(screened.redacted_findings.values()))
+    if unconsented:
+        metrics.add_metric(name="UsageTextDroppedNoConsent", unit="Count", value=unconsented)
     return inserted
 
 

@@ -48,6 +48,8 @@ def bench_ingest(*, records: int) -> dict[str, Any]:
             key = create_key(conn, http_org, "bench ingest", [Role.INGEST])
             warm_org = create_organisation(conn, f"bench-http-warm-{uuid4().hex[:8]}")
             warm_key = create_key(conn, warm_org, "bench ingest warm", [Role.INGEST])
+            for org in (http_org, proc_org, warm_org):
+                _grant_prompt_logging(conn, org)
         database = runtime.database_name()
         assert runtime.pg is not None and database is not None
         app_dsn = runtime.pg.dsn(database, user=APP_USER)
@@ -76,6 +78,22 @@ def bench_ingest(*, records: int) -> dict[str, Any]:
     return figures
 
 
+def _grant_prompt_logging(conn: psycopg.Connection[Any], org_id: UUID, subjects: int = 200) -> None:
+    """Every subject ``usage_records`` generates agreed to prompt logging, so their text is stored
+    (sealed) as in an organisation whose users consented; without it only the figures are kept."""
+    conn.execute(
+        "INSERT INTO subjects (org_id, external_id) SELECT %s, 'user-' || i FROM generate_series(0, %s) AS i"
+        " ON CONFLICT DO NOTHING",
+        (org_id, subjects - 1),
+    )
+    conn.execute(
+        "INSERT INTO consents (org_id, subject_id, purpose, legal_basis, notice_version, source, granted_at)"
+        " SELECT org_id, id, 'prompt_logging', 'consent', 'bench-1', 'bench', now() - interval '1 hour'"
+        " FROM subjects WHERE org_id = %s",
+        (org_id,),
+    )
+
+
 def _field_crypto(runtime: Any) -> Any:
     """Field encryption as the processor has it: the stack's field key in the runtime's KMS (moto)."""
     from compliance.crypto import DataKeyCache, KmsDataKeys
@@ -94,7 +112,8 @@ def _field_crypto(runtime: Any) -> Any:
 def _processor_rate(app_dsn: str, org_id: UUID, count: int, crypto: Any, *, workers: int) -> float:
     """``store_usage_message`` (the processor's work per message) on messages packed as the API packs them:
     a quarter of the records carry prompt and completion text, sealed under their subject's data key
-    (200 subjects: their keys are created and audited during the warm-up, then served from the cache).
+    (200 subjects, all consenting to prompt logging: their keys are created and audited during the
+    warm-up, then served from the cache).
 
     ``workers`` concurrent writers, each with its own connection, as concurrent processor invocations run
     (the local runtime polls each event-source mapping with 2 threads; AWS runs up to the reserved 5).

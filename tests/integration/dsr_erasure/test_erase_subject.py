@@ -175,16 +175,17 @@ def test_erasure_deletes_anonymizes_and_shreds_the_subject_only(world: World) ->
 
     # And the receipt counts the rows per table, names her destroyed key and the verification
     assert {t["table"]: (t["action"], t["rows"]) for t in receipt["tables"]} == {
+        "consents": ("delete", 0),
         "data_keys": ("retain", 1),
         "usage_records": ("update", 2),
         "subjects": ("delete", 1),
     }
-    assert [t["table"] for t in receipt["tables"]] == ["data_keys", "usage_records", "subjects"]
+    assert [t["table"] for t in receipt["tables"]] == ["consents", "data_keys", "usage_records", "subjects"]
     assert receipt["keys_shredded"] == [str(k) for k in alice_keys]
     assert receipt["rows_total"] == 4
     assert receipt["verification"] == {
         "verified": True,
-        "lingering_rows": {"usage_records": 0, "subjects": 0},
+        "lingering_rows": {"consents": 0, "usage_records": 0, "subjects": 0},
         "retained_rows": {"data_keys": 1},
         "live_keys": 0,
         "destroyed_keys": 1,
@@ -237,6 +238,7 @@ def test_erasing_again_finds_nothing_to_erase(world: World) -> None:
 
     # Then nothing is deleted, cleared or destroyed (her key's record is retained, hence counted)
     assert {t["table"]: t["rows"] for t in again["tables"]} == {
+        "consents": 0,
         "data_keys": 1,
         "usage_records": 0,
         "subjects": 0,
@@ -261,6 +263,7 @@ def test_a_subject_never_keyed_is_closed_to_new_keys(world: World, catalog: Cata
 
     # Then his row is gone, no key is named, and a tombstone closes his scope (verified)
     assert {t["table"]: t["rows"] for t in receipt["tables"]} == {
+        "consents": 0,
         "data_keys": 0,
         "usage_records": 0,
         "subjects": 1,
@@ -282,7 +285,7 @@ def test_verification_reports_a_subject_not_erased(world: World, catalog: Catalo
 
     # Then it fails, naming what is left
     assert result["verified"] is False
-    assert result["lingering_rows"] == {"usage_records": 1, "subjects": 1}
+    assert result["lingering_rows"] == {"consents": 0, "usage_records": 1, "subjects": 1}
     assert (result["live_keys"], result["destroyed_keys"]) == (1, 0)
 
 

@@ -81,3 +81,25 @@ def processor(aws: None, org: str, db_env: dict[str, str], field_key: str, audit
         "functions.ingest.processor",
         {**db_env, "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE, "FIELD_KEY_ID": field_key},
     )
+
+
+@pytest.fixture
+def grant_consent(migrated_db: Any) -> Callable[..., None]:
+    """``grant_consent(org, external_id, purpose="prompt_logging")``: an active consent record (the
+    subject created as needed), as POST /v1/consents would store it."""
+
+    def grant(org: str, external_id: str, purpose: str = "prompt_logging") -> None:
+        with migrated_db.owner() as conn:
+            conn.execute(
+                "INSERT INTO subjects (org_id, external_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (org, external_id),
+            )
+            conn.execute(
+                "INSERT INTO consents"
+                " (org_id, subject_id, purpose, legal_basis, notice_version, source, granted_at)"
+                " SELECT org_id, id, %s, 'consent', 'notice-1', 'test', now() - interval '1 minute'"
+                " FROM subjects WHERE org_id = %s AND external_id = %s",
+                (purpose, org, external_id),
+            )
+
+    return grant

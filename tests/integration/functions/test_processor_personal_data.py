@@ -52,13 +52,20 @@ def decrypt(crypto: FieldCrypto, migrated_db: Any, org: str) -> Any:
     return read
 
 
+@pytest.fixture
+def consented(org: str, grant_consent: Any) -> None:
+    """Both subjects of the sample message agreed to prompt logging."""
+    grant_consent(org, "user-42")
+    grant_consent(org, "user-7")
+
+
 def set_pii_mode(migrated_db: Any, org: str, mode: str) -> None:
     with migrated_db.owner() as conn:
         org_repo.set_setting(conn, UUID(org), "pii", {"mode": mode, "regions": ["GB", "US"]})
 
 
 def test_personal_fields_are_stored_sealed_and_decrypt_only_in_their_own_context(
-    processor: Any, migrated_db: Any, org: str, event: Any, lambda_context: Any, decrypt: Any
+    consented: None, processor: Any, migrated_db: Any, org: str, event: Any, lambda_context: Any, decrypt: Any
 ) -> None:
     # Given a message whose records carry prompt and completion text, a client IP and an e-mail address
     # When it is processed (org default mode: encrypt)
@@ -78,10 +85,9 @@ def test_personal_fields_are_stored_sealed_and_decrypt_only_in_their_own_context
     assert CARD in decrypt(first["prompt"], "prompt_text", first["subject_id"])
     assert decrypt(first["ip"], "client_ip", first["subject_id"]) == "203.0.113.7"
     assert decrypt(subject[1], "email", subject[0], table="subjects") == EMAIL
-    # A record without a subject is sealed under the org's key
+    # A record without a subject keeps its figures but not its text: nobody could have consented
     orphan = rows["req-pd-3"]
-    assert orphan["subject_id"] is None
-    assert decrypt(orphan["prompt"], "prompt_text", None) == "Ping with no subject."
+    assert orphan["subject_id"] is None and orphan["prompt"] is None
 
     # But moved to another column or another subject's context, a value does not decrypt
     from compliance.crypto.errors import DecryptionError
@@ -93,24 +99,24 @@ def test_personal_fields_are_stored_sealed_and_decrypt_only_in_their_own_context
 
 
 def test_each_new_data_key_is_audited_once(
-    processor: Any, org: str, event: Any, lambda_context: Any, audit: MemoryAuditSink
+    consented: None, processor: Any, org: str, event: Any, lambda_context: Any, audit: MemoryAuditSink
 ) -> None:
-    # Given two subjects and one record without a subject, never seen before
+    # Given two consenting subjects and one record without a subject, never seen before
     # When their message is processed, then redelivered under another message id
     sqs_event = event(EVENT)
     processor.handler(sqs_event, lambda_context)
     sqs_event["Records"][0]["messageId"] = "redelivered"
     processor.handler(sqs_event, lambda_context)
 
-    # Then three keys were created (two subjects, the org), each audited once
+    # Then two keys were created (one per subject with sealed fields), each audited once
     created = [e for e in audit.events if e.event_type == "key.created"]
-    assert len(created) == 3
-    assert sorted(e.resource.split(":")[0] for e in created) == ["org", "subject", "subject"]
+    assert len(created) == 2
+    assert sorted(e.resource.split(":")[0] for e in created) == ["subject", "subject"]
     assert all(e.actor == "system:ingest" and str(e.org_id) == org for e in created)
 
 
 def test_redact_mode_replaces_findings_by_placeholders_before_sealing(
-    processor: Any, migrated_db: Any, org: str, event: Any, lambda_context: Any, decrypt: Any
+    consented: None, processor: Any, migrated_db: Any, org: str, event: Any, lambda_context: Any, decrypt: Any
 ) -> None:
     # Given an organisation whose PII mode is "redact"
     set_pii_mode(migrated_db, org, "redact")
@@ -129,7 +135,13 @@ def test_redact_mode_replaces_findings_by_placeholders_before_sealing(
 
 
 def test_reject_mode_keeps_neither_record_nor_text_and_audits_the_refusal_once(
-    processor: Any, migrated_db: Any, org: str, event: Any, lambda_context: Any, audit: MemoryAuditSink
+    consented: None,
+    processor: Any,
+    migrated_db: Any,
+    org: str,
+    event: Any,
+    lambda_context: Any,
+    audit: MemoryAuditSink,
 ) -> None:
     # Given an organisation whose PII mode is "reject"
     set_pii_mode(migrated_db, org, "reject")
@@ -152,6 +164,7 @@ def test_reject_mode_keeps_neither_record_nor_text_and_audits_the_refusal_once(
 
 
 def test_a_kms_outage_fails_the_message_and_loses_nothing(
+    consented: None,
     processor: Any,
     migrated_db: Any,
     org: str,
@@ -191,3 +204,43 @@ def test_a_kms_outage_fails_the_message_and_loses_nothing(
     processor._consumer.cache_clear()
     assert processor.handler(sqs_event, lambda_context) == {"batchItemFailures": []}
     assert len(usage_rows(migrated_db, org)) == 3
+
+
+def test_without_consent_only_the_figures_are_stored_and_a_revocation_applies_to_later_records(
+    processor: Any,
+    migrated_db: Any,
+    org: str,
+    event: Any,
+    lambda_context: Any,
+    grant_consent: Any,
+    decrypt: Any,
+) -> None:
+    # Given only user-42 agreed to prompt logging
+    grant_consent(org, "user-42")
+    # When the message is processed
+    assert processor.handler(event(EVENT), lambda_context) == {"batchItemFailures": []}
+    rows = usage_rows(migrated_db, org)
+    # Then user-42's text is stored (sealed), user-7's record keeps its figures but no text
+    assert rows["req-pd-1"]["prompt"] is not None
+    assert rows["req-pd-2"]["prompt"] is None and rows["req-pd-2"]["completion"] is None
+    with migrated_db.owner() as conn:
+        tokens = conn.execute(
+            "SELECT prompt_tokens FROM usage_records WHERE request_id = 'req-pd-2'"
+        ).fetchone()
+    assert tokens == (120,)
+
+    # When user-42 revokes, and a later message arrives with new records
+    with migrated_db.owner() as conn:
+        conn.execute("UPDATE consents SET revoked_at = now() WHERE purpose = 'prompt_logging'")
+    later = event(EVENT)
+    body = json.loads(later["Records"][0]["body"])
+    for record in body["records"]:
+        record["request_id"] += "-later"
+    later["Records"][0]["body"] = json.dumps(body)
+    later["Records"][0]["messageId"] = "later-message"
+    assert processor.handler(later, lambda_context) == {"batchItemFailures": []}
+
+    # Then the later record holds no text, and the earlier one is untouched
+    rows = usage_rows(migrated_db, org)
+    assert rows["req-pd-1-later"]["prompt"] is None and rows["req-pd-1-later"]["ip"] is not None
+    assert CARD in decrypt(rows["req-pd-1"]["prompt"], "prompt_text", rows["req-pd-1"]["subject_id"])

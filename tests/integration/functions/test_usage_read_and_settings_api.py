@@ -22,8 +22,11 @@ def admin(aws: None, org: str, db_env: dict[str, str], audited: Any, field_key: 
 
 
 @pytest.fixture
-def ingested(processor: Any, event: Any, lambda_context: Any) -> None:
-    """The personal-data sample message, stored by the processor (org default mode: encrypt)."""
+def ingested(processor: Any, event: Any, lambda_context: Any, org: str, grant_consent: Any) -> None:
+    """The personal-data sample message, stored by the processor (org default mode: encrypt; both
+    subjects consented to prompt logging)."""
+    grant_consent(org, "user-42")
+    grant_consent(org, "user-7")
     assert processor.handler(event(INGESTED), lambda_context) == {"batchItemFailures": []}
 
 

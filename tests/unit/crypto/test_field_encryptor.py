@@ -274,6 +274,30 @@ def test_no_key_material_in_logs_or_reprs(setup: Setup, caplog: pytest.LogCaptur
         assert repr(bytearray(key)) not in rendered
 
 
+def test_prepare_creates_missing_keys_in_one_global_order(setup: Setup) -> None:
+    # Given a store that records the order in which keys are stored, and BOB's key already cached
+    order: list[KeyScope] = []
+    put = setup.store.put
+
+    def recording_put(scope: KeyScope, key: StoredDataKey) -> StoredDataKey:
+        order.append(scope)
+        return put(scope, key)
+
+    setup.store.put = recording_put  # type: ignore[method-assign]
+    setup.encryptor.encrypt("x", prompt(BOB))
+    order.clear()
+
+    # When keys are prepared for scopes named in record order (subjects first, the org key last)
+    scopes = [KeyScope(ORG, BOB), KeyScope(ORG, ALICE), KeyScope(ORG, None), KeyScope(ORG, ALICE)]
+    setup.encryptor.prepare(scopes)
+
+    # Then the missing ones were created once each, org key first, then by subject uuid; none twice
+    assert order == [KeyScope(ORG, None), KeyScope(ORG, ALICE)]
+    kms_calls = setup.kms.total_calls
+    setup.encryptor.encrypt("y", prompt(ALICE))
+    assert setup.kms.total_calls == kms_calls  # sealing after prepare is served from the cache
+
+
 def test_threads_share_an_encryptor(setup: Setup) -> None:
     # Given 8 threads encrypting and decrypting through one encryptor (shared cached ciphers)
     failures: list[BaseException] = []

@@ -124,7 +124,7 @@ def test_referencing_tables_come_before_the_subjects_they_reference(real_plan: E
     order = [step.table for step in real_plan.steps]
     assert order.index("usage_records") < order.index("subjects")
     assert order[-1] == "subjects"
-    assert set(order) == {"data_keys", "subjects", "usage_records"}
+    assert set(order) == {"consents", "data_keys", "subjects", "usage_records"}
 
 
 def test_tables_without_the_subject_are_listed(real_plan: ErasurePlan) -> None:
@@ -143,9 +143,10 @@ def test_describe_gives_readable_lines_in_execution_order(real_plan: ErasurePlan
     text = "\n".join(lines)
 
     # Then each table is named with its action, columns and basis, in order
-    assert lines[0].startswith("1. data_keys")
-    usage = next(i for i, line in enumerate(lines) if line.startswith("2. usage_records"))
-    subjects = next(i for i, line in enumerate(lines) if line.startswith("3. subjects"))
+    assert lines[0].startswith("1. consents")
+    assert any(line.startswith("2. data_keys") for line in lines)
+    usage = next(i for i, line in enumerate(lines) if line.startswith("3. usage_records"))
+    subjects = next(i for i, line in enumerate(lines) if line.startswith("4. subjects"))
     assert usage < subjects
     assert "usage_records: anonymize (set to NULL): subject_id" in text
     assert "usage_records: crypto_shred" in text and "client_ip, completion_text, prompt_text" in text
@@ -220,7 +221,7 @@ cursor = { category = "audit", personal = true, sensitivity = "confidential" }
 
 def test_the_receipt_has_counts_strategies_bases_and_key_ids_only(real_plan: ErasurePlan) -> None:
     # Given the executed plan's counts and the shredded key
-    counts = {"data_keys": 1, "usage_records": 250, "subjects": 1}
+    counts = {"consents": 2, "data_keys": 1, "usage_records": 250, "subjects": 1}
 
     # When the receipt is built
     receipt = erasure_receipt(
@@ -236,16 +237,17 @@ def test_the_receipt_has_counts_strategies_bases_and_key_ids_only(real_plan: Era
     assert receipt["format"] == RECEIPT_FORMAT
     assert receipt["request_id"] == str(REQUEST_ID)
     assert receipt["erased_at"] == "2026-11-23T12:00:00.000000Z"
-    assert [t["table"] for t in receipt["tables"]] == ["data_keys", "usage_records", "subjects"]
-    usage = receipt["tables"][1]
+    assert [t["table"] for t in receipt["tables"]] == ["consents", "data_keys", "usage_records", "subjects"]
+    tables = {t["table"]: t for t in receipt["tables"]}
+    usage = tables["usage_records"]
     assert usage["action"] == "update"
     assert usage["rows"] == 250
     assert usage["columns"]["set_null"] == ["subject_id"]
     assert usage["crypto_shredded"] == ["client_ip", "completion_text", "prompt_text"]
     assert usage["strategies"]["subject_id"] == "anonymize"
-    assert receipt["tables"][2]["action"] == "delete"
-    assert receipt["tables"][0]["legal_bases"]
-    assert receipt["rows_total"] == 252
+    assert tables["subjects"]["action"] == "delete" and tables["consents"]["action"] == "delete"
+    assert tables["data_keys"]["legal_bases"]
+    assert receipt["rows_total"] == 254
     assert receipt["keys_shredded"] == [str(KEY_ID)]
     assert receipt["retained"][0]["table"] == "audit_events"
     assert "organisations" in receipt["not_linked"]
@@ -254,10 +256,10 @@ def test_the_receipt_has_counts_strategies_bases_and_key_ids_only(real_plan: Era
 @pytest.mark.parametrize(
     "counts",
     [
-        {"usage_records": 1, "subjects": 1},  # a table missing
-        {"data_keys": 0, "usage_records": 1, "subjects": 1, "api_keys": 2},  # an unplanned table
-        {"data_keys": 0, "usage_records": -1, "subjects": 1},
-        {"data_keys": 0, "usage_records": True, "subjects": 1},
+        {"consents": 0, "usage_records": 1, "subjects": 1},  # a table missing
+        {"consents": 0, "data_keys": 0, "usage_records": 1, "subjects": 1, "api_keys": 2},  # unplanned
+        {"consents": 0, "data_keys": 0, "usage_records": -1, "subjects": 1},
+        {"consents": 0, "data_keys": 0, "usage_records": True, "subjects": 1},
     ],
 )
 def test_the_receipt_refuses_counts_that_do_not_match_the_plan(
@@ -270,7 +272,7 @@ def test_the_receipt_refuses_counts_that_do_not_match_the_plan(
 
 
 def test_the_receipt_refuses_a_naive_time(real_plan: ErasurePlan) -> None:
-    counts = {"data_keys": 0, "usage_records": 0, "subjects": 0}
+    counts = {"consents": 0, "data_keys": 0, "usage_records": 0, "subjects": 0}
     with pytest.raises(ErasureReceiptError, match="timezone"):
         erasure_receipt(
             real_plan,

@@ -11,9 +11,17 @@ from compliance.crypto import (
     EncryptionContext,
     FieldEncryptor,
     InMemoryWrappedKeyStore,
+    KeyScope,
     KmsDataKeys,
 )
-from compliance.ingest.protect import screen, seal_subject_emails, seal_usage_rows
+from compliance.ingest.protect import (
+    latest_subject_emails,
+    screen,
+    seal_subject_emails,
+    seal_usage_rows,
+    sealing_scopes,
+    without_unconsented_text,
+)
 from compliance.models.settings import PiiMode, PiiSettings
 from compliance.models.usage import UsageRecordIn
 from tests.unit.crypto.fakes import FakeKms
@@ -89,4 +97,63 @@ def test_a_subjects_address_is_the_one_of_its_latest_record() -> None:
         record("c", subject_id="u"),  # no address: changes nothing
     ]
     kept = screen(records, PiiSettings()).kept
-    assert seal_subject_emails(None, ORG, kept, {"u": subject}, ()) == {subject: "new@example.org"}  # type: ignore[arg-type]
+    assert latest_subject_emails(kept, {"u": subject}) == {subject: "new@example.org"}
+
+
+def test_only_changed_addresses_are_written_sealed() -> None:
+    encryptor = FieldEncryptor(KmsDataKeys(FakeKms(), "key"), InMemoryWrappedKeyStore(), DataKeyCache())  # type: ignore[arg-type]
+    same, moved, new = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    context = EncryptionContext(ORG, "subjects", "email", same)
+    # Given stored addresses: one sealed and unchanged, one sealed and different, one subject without any
+    stored = {
+        same: encryptor.encrypt("a@example.org", context),
+        moved: encryptor.encrypt("old@example.org", EncryptionContext(ORG, "subjects", "email", moved)),
+    }
+    emails = {same: "a@example.org", moved: "b@example.org", new: "c@example.org"}
+    # When the slice's latest addresses are sealed against them
+    changed = seal_subject_emails(encryptor, ORG, emails, stored, {"email"})
+    # Then the unchanged address is not rewritten; the others are sealed to their own subject
+    assert set(changed) == {moved, new}
+    assert (
+        encryptor.decrypt(changed[moved], EncryptionContext(ORG, "subjects", "email", moved))
+        == "b@example.org"
+    )
+
+
+def test_an_unreadable_stored_address_is_rewritten() -> None:
+    subject = uuid.uuid4()
+    # Given a stored value that is not a ciphertext of this subject's key (here: plaintext of another)
+    changed = seal_subject_emails(None, ORG, {subject: "a@example.org"}, {subject: "z@example.org"}, ())  # type: ignore[arg-type]
+    assert changed == {subject: "a@example.org"}
+    assert seal_subject_emails(None, ORG, {subject: "a@example.org"}, {subject: "a@example.org"}, ()) == {}  # type: ignore[arg-type]
+
+
+def test_sealing_scopes_name_every_subject_sealed_and_the_org_key_for_subjectless_records() -> None:
+    subject = uuid.uuid4()
+    kept = screen(
+        [record("a", PLAIN, subject_id="u"), record("b", PLAIN), record("c", subject_id="quiet")],
+        PiiSettings(),
+    ).kept
+    quiet = uuid.uuid4()
+    scopes = sealing_scopes(ORG, kept, {"u": subject, "quiet": quiet}, {"prompt_text"}, {}, {"email"})
+    # Then the record without any sealable value ("quiet") needs no key
+    assert scopes == {KeyScope(ORG, subject), KeyScope(ORG, None)}
+
+
+def test_text_is_kept_only_for_consenting_subjects() -> None:
+    # Given records of a consenting subject, a non-consenting one and one without a subject
+    records = [
+        record("a", PLAIN, subject_id="yes"),
+        record("b", PLAIN, subject_id="no", completion_text="Done."),
+        record("c", PLAIN),
+        record("d", None, subject_id="no"),  # no text: nothing to drop
+    ]
+    kept, dropped = without_unconsented_text(records, {"yes"})
+    # Then only the consenting subject's text survives; every record keeps its figures
+    assert [(r.request_id, r.prompt_text, r.completion_text) for r in kept] == [
+        ("a", PLAIN, None),
+        ("b", None, None),
+        ("c", None, None),
+        ("d", None, None),
+    ]
+    assert dropped == 2 and all(r.prompt_tokens == 1 for r in kept)

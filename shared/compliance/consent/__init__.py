@@ -1,0 +1,1 @@
+"""Consent records: granted, revoked, read as history; the ingest processor obeys them."""
