@@ -169,6 +169,11 @@ INTERFACE_ENDPOINTS: Final = {
     "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
     # The audit API assumes the export download role (regional STS endpoint, boto3's default).
     "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    # Data subject requests: the API starts, stops and resumes executions; the steps e-mail the subject
+    # (SES API endpoint "email") and the SLA monitor alerts through SNS.
+    "StepFunctions": ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS,
+    "Email": ec2.InterfaceVpcEndpointAwsService.EMAIL,
+    "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
 }
 
 # --- Database ----------------------------------------------------------------------------------------
@@ -337,3 +342,102 @@ SHRED_LEDGER_PREFIX: Final = "shreds/"
 SHRED_LEDGER_RETENTION_DAYS: Final = AUDIT_ANCHOR_RETENTION_DAYS
 # Any datapoint is an alarm: an org whose keys were not re-wrapped, a ledger that could not be applied.
 KEY_JOB_ALARM_METRICS: Final = ("KeyRewrapFailed", "ShredReapplyFailed")
+
+# --- Data subject requests (issue 5) --------------------------------------------------------------------
+DSR_API_FN: Final = FunctionSpec(
+    code_dir="dsr",
+    handler="api.handler",
+    description="/v1/dsr: data subject requests (create, read, list, extend, cancel, verify).",
+    memory_mb=512,
+    timeout=Duration.seconds(15),
+    reserved_concurrency=10,
+)
+DSR_STATUS_FN: Final = FunctionSpec(
+    code_dir="dsr",
+    handler="steps.record",
+    description="DSR workflow: record, answer 'no data held', expire, and the failure path.",
+    memory_mb=512,
+    timeout=Duration.seconds(30),
+    reserved_concurrency=5,
+)
+DSR_VERIFICATION_FN: Final = FunctionSpec(
+    code_dir="dsr",
+    handler="steps.verification",
+    description="DSR workflow: e-mails the subject a one-time code and parks the task token.",
+    memory_mb=512,
+    timeout=Duration.seconds(30),
+    reserved_concurrency=5,
+)
+DSR_EXPORT_FN: Final = FunctionSpec(
+    code_dir="dsr",
+    handler="steps.export",
+    description="DSR workflow: builds the subject's export (JSON, CSV zip, XML), uploads it KMS-encrypted.",
+    # One full vCPU: decryption and serialisation of up to hundreds of thousands of rows.
+    memory_mb=1769,
+    timeout=Duration.minutes(15),
+    reserved_concurrency=2,
+)
+DSR_ERASURE_FN: Final = FunctionSpec(
+    code_dir="dsr",
+    handler="steps.erasure",
+    description="DSR workflow: erases the subject per the data catalog and shreds their key, with a receipt.",
+    memory_mb=1024,
+    timeout=Duration.minutes(5),
+    reserved_concurrency=2,
+)
+DSR_CHANGE_FN: Final = FunctionSpec(
+    code_dir="dsr",
+    handler="steps.change",
+    description="DSR workflow: rectifies the subject's data or restricts its processing.",
+    memory_mb=512,
+    timeout=Duration.seconds(30),
+    reserved_concurrency=2,
+)
+DSR_NOTIFY_FN: Final = FunctionSpec(
+    code_dir="dsr",
+    handler="steps.notify",
+    description="DSR workflow: e-mails the subject the outcome (export links) and closes the request.",
+    memory_mb=512,
+    timeout=Duration.seconds(30),
+    reserved_concurrency=5,
+)
+DSR_STATE_MACHINE_NAME: Final = "compliance-dsr"
+# The verification e-mail's code is valid this long; the waiting task times out a day later (a backstop:
+# the SLA monitor fails the task as soon as the code has expired).
+DSR_VERIFICATION_TTL_DAYS: Final = 7
+DSR_VERIFICATION_TASK_TIMEOUT: Final = Duration.days(DSR_VERIFICATION_TTL_DAYS + 1)
+# Presigned export links: SigV4's maximum. A link signed with a role session stops working when the
+# session ends (hours): see docs/dsr.md for long-lived signing credentials.
+DSR_EXPORT_LINK_TTL_S: Final = 7 * 24 * 3600
+DSR_EXPORTS_EXPIRY: Final = Duration.days(30)
+ACCESS_LOGS_PREFIX_DSR_EXPORTS: Final = "dsr-exports/"
+# The verified SES identity the subject e-mails come from (override: cdk deploy -c dsrSender=...).
+DSR_SENDER_CONTEXT_KEY: Final = "dsrSender"
+DSR_DEFAULT_SENDER: Final = "privacy@compliance.example.com"
+# Transient failures a step retries (the Lambda error type is the exception's class name).
+DSR_RETRY_ERRORS: Final = (
+    "DataAccessError",
+    "AuditUnavailableError",
+    "KeyServiceUnavailableError",
+    "EmailUnavailableError",
+    "ExportStoreUnavailableError",
+    "Lambda.ServiceException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.SdkClientException",
+)
+DSR_RETRY_INTERVAL: Final = Duration.seconds(2)
+DSR_RETRY_ATTEMPTS: Final = 3
+DSR_RETRY_BACKOFF: Final = 2.0
+DSR_SLA_FN: Final = FunctionSpec(
+    code_dir="dsr",
+    handler="sla.handler",
+    description="Hourly: alerts on DSRs close to or past their deadline, closes expired verifications.",
+    memory_mb=512,
+    timeout=Duration.minutes(5),
+    # One run at a time: a second concurrent run would alert twice.
+    reserved_concurrency=1,
+)
+DSR_SLA_SCHEDULE: Final = Duration.hours(1)
+DSR_DUE_SOON_DAYS: Final = 7
+# Any datapoint above 0 is an alarm: an overdue request, an organisation the monitor could not check.
+DSR_ALARM_METRICS: Final = ("DsrOverdue", "DsrSlaOrgFailed")

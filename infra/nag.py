@@ -129,6 +129,30 @@ DLQ_REASONS: dict[c.FunctionSpec, str] = {
         "because the next run samples every organisation again; it reads only and its audit events carry "
         "ids derived from the run. Failures alarm on the Errors metric and on PiiSweepFailed."
     ),
+    c.DSR_API_FN: (
+        "Invoked synchronously by API Gateway (/v1/dsr...); a Lambda DLQ only captures asynchronous "
+        "invocations, and a failure is returned to the caller as a problem+json error."
+    ),
+    **{
+        spec: (
+            "Invoked synchronously by the DSR state machine (a Lambda task); a Lambda DLQ only captures "
+            "asynchronous invocations. The task retries transient errors, then catches every error into the "
+            "failure path, which records it on the request row (status failed, with its cause) and audits it."
+        )
+        for spec in (
+            c.DSR_STATUS_FN,
+            c.DSR_VERIFICATION_FN,
+            c.DSR_EXPORT_FN,
+            c.DSR_ERASURE_FN,
+            c.DSR_CHANGE_FN,
+            c.DSR_NOTIFY_FN,
+        )
+    },
+    c.DSR_SLA_FN: (
+        "Invoked hourly by an EventBridge schedule with an empty event: a failed run has nothing to replay, "
+        "because the next run checks every open request again (it only reads, alerts and fails expired "
+        "tasks, which is idempotent). Failures alarm on the Errors metric and on DsrSlaOrgFailed."
+    ),
     c.MIGRATION_FN: (
         "Invoked synchronously (RequestResponse) by the CloudFormation Trigger on deploy; a failure fails "
         "and rolls back the deployment, so there is no asynchronous event that a DLQ could keep."
@@ -186,6 +210,11 @@ NO_REPLICATION = {
         "Holds only short-lived export files (expired after 30 days) that are rebuilt from PostgreSQL on "
         "request; replicating them would copy tenant data to a second region with no recovery value."
     ),
+    "DsrExportsBucket": (
+        "Holds only data subject exports, deleted by lifecycle after 30 days, rebuilt from PostgreSQL by a "
+        "new request; a replica would copy people's personal data to a second region and would have to be "
+        "found and deleted by every erasure as well."
+    ),
     "AccessLogs": (
         "Server access logs of this stack's buckets, expired after a year: operational evidence, not a "
         "system of record. Single-region stack; a replica would need a bucket in a region it does not use."
@@ -200,6 +229,39 @@ EXPORT_DOWNLOAD_OBJECTS = (
     "The wildcard is the object-key suffix under the exports prefix of the exports bucket (ARN "
     "<bucket>/audit-exports/*): export keys carry org and export ids that exist only at run time. The "
     "role holds s3:GetObject alone; only the audit API role may assume it, for sessions of at most 1 h."
+)
+
+
+DSR_EXPORT_OBJECTS = (
+    "The wildcard is the object-key suffix in the DSR exports bucket, which holds nothing else: keys are "
+    "<org>/<subject>/<request>/export.<ext>, ids that exist only at run time. Each role holds only the "
+    "object actions it performs (put for the export step, delete for erasure, get for the link signer)."
+)
+DSR_SIGNER_KEY_ROTATION = (
+    "The secret holds the access key of the export link signer (an IAM user that can only read export "
+    "objects through S3). Links it signed must keep working for their 7 days, so its key is rotated by "
+    "overlap, not replaced: create a second key, switch the secret, delete the first key 7 days later "
+    "(docs/dsr.md, 'Export links'). A single-key rotation Lambda would cut every link in flight."
+)
+DSR_EXECUTIONS = (
+    "Executions are named by the request id at run time: the ARN is scoped to the executions of the one "
+    "DSR state machine (execution:compliance-dsr:*), for StopExecution and DescribeExecution only."
+)
+DSR_STATE_MACHINE_WILDCARD = (
+    "Resource '*' is limited to the actions that have no resource-level permissions: CloudWatch Logs "
+    "delivery for the state machine's log group (AWS documents '*' for them) and X-Ray tracing. Invoking "
+    "the steps names each function's ARN."
+)
+DSR_HMAC_KEY_NO_ROTATION = (
+    "The secret keys the HMAC of verification codes that are outstanding for up to 7 days and the subject "
+    "keys that find duplicate open requests: rotating it would invalidate every pending code and let a "
+    "second open request of the same subject through. It never leaves Secrets Manager and the DSR functions "
+    "(KMS-encrypted with the stack key); rotation is a manual, announced operation (docs/dsr.md)."
+)
+DSR_VERIFY_NO_AUTHORIZER = (
+    "POST /v1/dsr/{request_id}/verify is called by the data subject, who holds no API key: the one-time "
+    "code e-mailed to them is the credential. The function checks it against its keyed hash with a lockout "
+    "after 5 wrong codes (50-bit codes); the stage's throttling and the WAF rate rule apply as everywhere."
 )
 
 
@@ -247,6 +309,7 @@ def acknowledge_findings(stack: ComplianceControlPlaneStack) -> None:
         acknowledge(stage, f"{pack}-APIGWSSLEnabled", NO_CLIENT_CERTIFICATE)
 
     _acknowledge_audit(stack)
+    _acknowledge_dsr(stack)
 
     table = stack.ingest.idempotency_table
     for pack in ("HIPAA.Security", "NIST.800.53.R5"):
@@ -280,3 +343,35 @@ def _acknowledge_audit(stack: ComplianceControlPlaneStack) -> None:
         _objects_rule(audit.exports_bucket, c.EXPORTS_PREFIX),
         EXPORT_DOWNLOAD_OBJECTS,
     )
+
+
+def _acknowledge_dsr(stack: ComplianceControlPlaneStack) -> None:
+    dsr = stack.dsr
+    for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
+        acknowledge(
+            dsr.exports_bucket, f"{pack}-S3BucketReplicationEnabled", NO_REPLICATION["DsrExportsBucket"]
+        )
+    for scope in (dsr.export.role, dsr.erasure.role, dsr.link_signer_policy):
+        acknowledge(scope, _objects_rule(dsr.exports_bucket, ""), DSR_EXPORT_OBJECTS)
+    for pack_rule in (
+        "AwsSolutions-SMG4",
+        "HIPAA.Security-SecretsManagerRotationEnabled",
+        "NIST.800.53.R5-SecretsManagerRotationEnabled",
+    ):
+        acknowledge(dsr.signer_secret, pack_rule, DSR_SIGNER_KEY_ROTATION)
+    acknowledge(
+        dsr.erasure.role,
+        _objects_rule(stack.audit.anchor_bucket, c.SHRED_LEDGER_PREFIX),
+        PREFIX_SCOPED_OBJECTS,
+    )
+    acknowledge(
+        dsr.api.role,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+        f"{c.DSR_STATE_MACHINE_NAME}:*]",
+        DSR_EXECUTIONS,
+    )
+    acknowledge(dsr.state_machine_role, "AwsSolutions-IAM5[Resource::*]", DSR_STATE_MACHINE_WILDCARD)
+    acknowledge(dsr.secret, "AwsSolutions-SMG4", DSR_HMAC_KEY_NO_ROTATION)
+    for pack in ("HIPAA.Security", "NIST.800.53.R5"):
+        acknowledge(dsr.secret, f"{pack}-SecretsManagerRotationEnabled", DSR_HMAC_KEY_NO_ROTATION)
+    acknowledge(stack.api.verify_method, "AwsSolutions-APIG4", DSR_VERIFY_NO_AUTHORIZER)

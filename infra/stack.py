@@ -12,6 +12,7 @@ from infra.constructs.api import Api
 from infra.constructs.audit import Audit
 from infra.constructs.data_protection import DataProtection
 from infra.constructs.database import Database
+from infra.constructs.dsr import Dsr
 from infra.constructs.ingest import Ingest
 from infra.constructs.layers import Layers
 from infra.constructs.network import Network
@@ -66,6 +67,17 @@ class ComplianceControlPlaneStack(Stack):
             key=key,
             layers=self.layers.all,
         )
+        self.dsr = Dsr(
+            self,
+            "Dsr",
+            network=self.network,
+            database=self.database,
+            audit=self.audit,
+            data_protection=self.data_protection,
+            key=key,
+            access_logs=self.access_logs,
+            layers=self.layers.all,
+        )
         self.api = Api(
             self,
             "Api",
@@ -73,6 +85,7 @@ class ComplianceControlPlaneStack(Stack):
             database=self.database,
             ingest_function=self.ingest.api.function,
             pii_function=self.pii.api.function,
+            dsr_function=self.dsr.api.function,
             audit=self.audit,
             data_protection=self.data_protection,
             key=key,
@@ -117,6 +130,23 @@ class ComplianceControlPlaneStack(Stack):
             self.data_protection.rewrap.function,
             "The daily key job failed: shreds are not re-applied after restores and keys are not re-wrapped.",
         )
+        for metric_name in c.DSR_ALARM_METRICS:
+            self.observability.alarm_on_app_metric(
+                metric_name,
+                metric_name,
+                f"{metric_name}: a data subject request is past its legal deadline, or the SLA monitor could"
+                " not check an organisation (see the DSR deadline alerts topic).",
+            )
+        self.observability.alarm_on_errors(
+            "DsrSlaErrors",
+            self.dsr.sla.function,
+            "The hourly DSR SLA monitor failed: deadlines are not watched and expired codes stay open.",
+        )
+        self.observability.alarm_on_app_metric(
+            "DsrExecutionsFailed",
+            "DsrFailed",
+            "DsrFailed: a data subject request ended in its failure path (see the request's failure).",
+        )
         # Functions that read the schema deploy after this deploy's migrations ran.
         self.database.run_migrations_before(
             self.data_protection.rewrap,
@@ -125,6 +155,7 @@ class ComplianceControlPlaneStack(Stack):
             self.ingest.processor,
             *self.audit.functions,
             self.pii.sweep,
+            *self.dsr.functions,
         )
 
         # Stable output names for operators, the e2e tests and the local runtime.
@@ -135,6 +166,8 @@ class ComplianceControlPlaneStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=self.security.alarm_topic.topic_arn)
         CfnOutput(self, "AuditQueueUrl", value=self.audit.queue.queue_url)
         CfnOutput(self, "AuditDeadLetterQueueUrl", value=self.audit.dead_letter_queue.queue_url)
+        CfnOutput(self, "DsrStateMachineArn", value=self.dsr.state_machine.state_machine_arn)
+        CfnOutput(self, "DsrAlertTopicArn", value=self.dsr.alerts.topic_arn)
         CfnOutput(self, "AuditSigningKeyArn", value=self.audit.signing_key.key_arn)
         CfnOutput(self, "AuditAnchorBucketName", value=self.audit.anchor_bucket.bucket_name)
         CfnOutput(self, "FieldKeyArn", value=self.data_protection.field_key.key_arn)

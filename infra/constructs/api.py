@@ -64,6 +64,7 @@ class Api(Construct):
         database: Database,
         ingest_function: lambda_.IFunction,
         pii_function: lambda_.IFunction,
+        dsr_function: lambda_.IFunction,
         audit: Audit,
         data_protection: DataProtection,
         key: kms.IKey,
@@ -122,6 +123,7 @@ class Api(Construct):
         )
         self._add_gateway_responses()
         self._add_routes(ingest_function, pii_function, audit.api.function)
+        self._add_dsr_routes(self.rest_api.root.get_resource("v1"), dsr_function)
         self.web_acl = self._add_web_acl(key)
 
     def _database_function(
@@ -169,12 +171,13 @@ class Api(Construct):
         function: lambda_.IFunction,
         *,
         path_params: Sequence[str] = (),
-    ) -> None:
-        resource.add_method(
+        authorized: bool = True,
+    ) -> apigw.Method:
+        return resource.add_method(
             http_method,
             apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False),
-            authorizer=self.authorizer,
-            authorization_type=apigw.AuthorizationType.CUSTOM,
+            authorizer=self.authorizer if authorized else None,
+            authorization_type=apigw.AuthorizationType.CUSTOM if authorized else apigw.AuthorizationType.NONE,
             request_validator=self.request_validator,
             request_parameters={f"method.request.path.{name}": True for name in path_params},
         )
@@ -212,6 +215,22 @@ class Api(Construct):
         self._method(catalog.add_resource("personal-data"), "GET", admin)
         self._method(v1.add_resource("pii").add_resource("scan"), "POST", pii_function)
         self._add_audit_routes(v1.add_resource("audit"), audit_function)
+
+    def _add_dsr_routes(self, v1: apigw.IResource | None, function: lambda_.IFunction) -> None:
+        assert v1 is not None
+        dsr = v1.add_resource("dsr")
+        self._method(dsr, "POST", function)
+        self._method(dsr, "GET", function)
+        request = dsr.add_resource("{request_id}")
+        self._method(request, "GET", function, path_params=["request_id"])
+        self._method(request.add_resource("extend"), "POST", function, path_params=["request_id"])
+        self._method(request.add_resource("cancel"), "POST", function, path_params=["request_id"])
+        self._method(request.add_resource("lift"), "POST", function, path_params=["request_id"])
+        # The subject has no API key: the e-mailed one-time code is the credential (checked by the
+        # function, with a lockout); the stage's throttling and the WAF's rate rule still apply.
+        self.verify_method = self._method(
+            request.add_resource("verify"), "POST", function, path_params=["request_id"], authorized=False
+        )
 
     def _add_audit_routes(self, audit: apigw.IResource, function: lambda_.IFunction) -> None:
         events = audit.add_resource("events")

@@ -14,11 +14,14 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compliance.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from compliance.dsr.verification import VerificationPolicy
 
 M = TypeVar("M", bound="EnvSettings")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,6 +95,23 @@ class AdminApiSettings(DatabaseSettings, FieldEncryptionSettings):
     """API keys, the catalog, org settings and usage-record reads (which decrypt fields)."""
 
     audit_queue_url: str = Field(min_length=1)
+
+
+class DsrApiSettings(DatabaseSettings, FieldEncryptionSettings):
+    """The data subject request API: the request store, its workflow and the exports' links."""
+
+    audit_queue_url: str = Field(min_length=1)
+    dsr_state_machine_arn: str = Field(min_length=1, max_length=2048)
+    # Secrets Manager JSON secret {"key": "<hex of >= 32 random bytes>"}: keys the subject keys and
+    # the verification codes' hashes (compliance.dsr.subject_keys, compliance.dsr.verification).
+    dsr_secret_arn: str = Field(min_length=1, max_length=2048)
+    exports_bucket: str = Field(min_length=1)
+    exports_key_id: str = Field(min_length=1, max_length=2048)
+    # How long a presigned export link in GET /v1/dsr/{id} is valid (SigV4 allows at most 7 days).
+    dsr_export_link_s: int = Field(default=3600, ge=60, le=604_800)
+    # The export link signer's access key (JSON {"access_key_id", "secret_access_key"}); without it links
+    # are signed by the function's role session and stop working when that session ends.
+    export_signer_secret_arn: str | None = Field(default=None, min_length=1, max_length=2048)
 
 
 class PiiApiSettings(EnvSettings):
@@ -190,3 +210,35 @@ class KeyRewrapSettings(DatabaseSettings):
     # Live keys whose wrapped form is older than this are re-wrapped under the key's newest material.
     key_rewrap_max_age_days: int = Field(default=30, ge=1, le=3650)
     key_rewrap_batch_size: int = Field(default=100, ge=1, le=1000)
+
+
+class DsrWorkflowSettings(DatabaseSettings, FieldEncryptionSettings):
+    """The steps of the data subject request state machine (functions/dsr/steps.py)."""
+
+    audit_queue_url: str = Field(min_length=1)
+    dsr_secret_arn: str = Field(min_length=1, max_length=2048)
+    exports_bucket: str = Field(min_length=1)
+    exports_key_id: str = Field(min_length=1, max_length=2048)
+    # The verified SES identity the subject's e-mails come from.
+    dsr_sender: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    dsr_verification_ttl_days: int = Field(default=7, ge=1, le=30)
+    # Presigned export links e-mailed to the subject (SigV4 allows at most 7 days).
+    dsr_export_link_ttl_s: int = Field(default=604_800, ge=60, le=604_800)
+    # As DsrApiSettings.export_signer_secret_arn: 7-day links need the signer's long-lived key.
+    export_signer_secret_arn: str | None = Field(default=None, min_length=1, max_length=2048)
+    shred_ledger_bucket: str = Field(min_length=1)
+    shred_ledger_retention_days: int = Field(ge=1, le=36_500)
+
+    def verification_policy(self) -> VerificationPolicy:
+        from compliance.dsr.verification import VerificationPolicy
+
+        return VerificationPolicy(ttl_days=self.dsr_verification_ttl_days)
+
+
+class DsrSlaSettings(DatabaseSettings):
+    """The scheduled DSR SLA monitor."""
+
+    dsr_state_machine_arn: str = Field(min_length=1, max_length=2048)
+    dsr_alert_topic_arn: str = Field(min_length=1, max_length=2048)
+    # Alert on open requests with at most this many days left (and on overdue ones).
+    dsr_due_soon_days: int = Field(default=7, ge=0, le=60)

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
 
     bench = sub.add_parser("bench", help="run a benchmark; the last line is one JSON object of figures")
-    bench.add_argument("name", choices=["ingest", "audit", "pii", "crypto"])
+    bench.add_argument("name", choices=["ingest", "audit", "pii", "crypto", "dsr"])
     bench.add_argument("--json", action="store_true", help="print the JSON figures as the last line")
     bench.add_argument("--records", type=int, default=10_000)
 
@@ -92,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from compliance_tools import migrate_cli
 
         return migrate_cli.run(args.direction, steps=args.steps, state_dir=args.state_dir)
+    if args.command == "bench" and args.name == "dsr":
+        from compliance_tools.bench import dsr
+
+        return dsr.run(as_json=args.json)
     if args.command == "bench":
         from compliance_tools.bench import run
 

@@ -123,3 +123,43 @@ def test_personal_data_is_redacted_sealed_readable_by_role_and_erased_by_shreddi
         assert figures["prompt_tokens"] == 42 and figures["cost"] == "0.00001000"
     finally:
         client.close()
+
+
+def test_a_revoked_consent_stops_text_being_stored_for_every_later_record(deployed: Any) -> None:
+    # Given a subject whose prompt_logging consent is recorded, and a record of theirs stored with its text
+    _org, key = new_org_with_key(deployed, [Role.INGEST, Role.DPO])
+    client = ApiClient(deployed.base_url, key)
+    try:
+        granted = client.request(
+            "POST",
+            "/v1/consents",
+            {"subject_id": "user-rv", "purpose": "prompt_logging", "notice_version": "n-1", "source": "e2e"},
+        )
+        assert granted.status == 201, granted.body
+        before = f"rv-{uuid4().hex[:8]}"
+        assert (
+            client.request("POST", "/v1/usage", {"records": [record(before, "user-rv", "Hi.")]}).status == 202
+        )
+        assert wait_for(lambda: client.request("GET", f"/v1/usage/{before}").status == 200, timeout_s=120)
+
+        # When the subject withdraws it, and another record of theirs arrives afterwards
+        revoked = client.request("POST", f"/v1/consents/{granted.json()['consent_id']}/revoke")
+        assert revoked.status == 200, revoked.body
+        after = f"rv-{uuid4().hex[:8]}"
+        assert (
+            client.request("POST", "/v1/usage", {"records": [record(after, "user-rv", "Hello.")]}).status
+            == 202
+        )
+        assert wait_for(lambda: client.request("GET", f"/v1/usage/{after}").status == 200, timeout_s=120)
+
+        # Then the earlier record keeps its text, the later one only its figures
+        first, second = (client.request("GET", f"/v1/usage/{rid}").json() for rid in (before, after))
+        assert first["has_prompt_text"] is True and first["prompt_text"] == "Hi."
+        assert second["has_prompt_text"] is False and second["prompt_text"] is None
+        assert second["prompt_tokens"] == 42
+
+        # And the history shows the grant with its revocation time
+        history = client.request("GET", "/v1/subjects/user-rv/consents").json()
+        assert [item["revoked_at"] is not None for item in history["items"]] == [True]
+    finally:
+        client.close()

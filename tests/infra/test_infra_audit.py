@@ -24,6 +24,14 @@ PRODUCERS = (
     ("ingest", "processor.handler"),
     # key.rewrapped, key.shredded (re-applied from the shred ledger)
     ("keys", "rewrap.handler"),
+    # dsr.* for requests and every workflow step; subject.erased; key.created for sealed corrections
+    ("dsr", "api.handler"),
+    ("dsr", "steps.record"),
+    ("dsr", "steps.verification"),
+    ("dsr", "steps.export"),
+    ("dsr", "steps.erasure"),
+    ("dsr", "steps.change"),
+    ("dsr", "steps.notify"),
 )
 
 
@@ -327,8 +335,13 @@ def test_bucket_access_is_limited_to_one_prefix_each(synthesized: Synthesized) -
     api_role = _role_of(synthesized, _fn(synthesized, "audit", "api.handler"))
     download_role, _ = _one(synthesized, "AWS::IAM::Role", "AuditExportDownloadRole")
     key_job_role = _role_of(synthesized, _fn(synthesized, "keys", "rewrap.handler"))
+    dsr_exports_id, _ = _one(synthesized, "AWS::S3::Bucket", "DsrExportsBucket")
+    dsr = {
+        step: _role_of(synthesized, _fn(synthesized, "dsr", step))
+        for step in ("steps.export", "steps.erasure")
+    }
 
-    # Then every s3 statement of every role in the app is one of these three, on one prefix of one bucket
+    # Then every s3 statement of every role in the app is one of these, on one prefix of one bucket
     s3_statements = {
         (lid, tuple(sorted(_as_list(st["Action"])))): st["Resource"]
         for lid, sts in _every_role_statements(synthesized).items()
@@ -336,6 +349,7 @@ def test_bucket_access_is_limited_to_one_prefix_each(synthesized: Synthesized) -
         if any(a.startswith("s3:") for a in _as_list(st["Action"]))
     }
     exports = {"Fn::Join": ["", [_arn_of(exports_id), f"/{c.EXPORTS_PREFIX}*"]]}
+    dsr_exports = {"Fn::Join": ["", [_arn_of(dsr_exports_id), "/*"]]}
     assert s3_statements == {
         (checkpoint_role, ("s3:PutObject", "s3:PutObjectRetention")): {
             "Fn::Join": ["", [_arn_of(anchor_id), f"/{c.AUDIT_ANCHOR_PREFIX}*"]]
@@ -345,6 +359,14 @@ def test_bucket_access_is_limited_to_one_prefix_each(synthesized: Synthesized) -
         (download_role, ("s3:GetObject",)): exports,
         # The key job lists the shred ledger (condition s3:prefix shreds/*, tests/infra/test_infra_keys.py).
         (key_job_role, ("s3:ListBucket",)): _arn_of(anchor_id),
+        # DSR: the export step writes subjects' exports, the erasure step deletes every version of them
+        # and records its shred in the ledger (links are signed by the signer user: test_infra_dsr.py).
+        (dsr["steps.export"], ("s3:AbortMultipartUpload", "s3:PutObject")): dsr_exports,
+        (dsr["steps.erasure"], ("s3:DeleteObject", "s3:DeleteObjectVersion")): dsr_exports,
+        (dsr["steps.erasure"], ("s3:ListBucket", "s3:ListBucketVersions")): _arn_of(dsr_exports_id),
+        (dsr["steps.erasure"], ("s3:PutObject", "s3:PutObjectRetention")): {
+            "Fn::Join": ["", [_arn_of(anchor_id), f"/{c.SHRED_LEDGER_PREFIX}*"]]
+        },
     }
 
 

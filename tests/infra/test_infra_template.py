@@ -50,7 +50,16 @@ EXPECTED_ROUTES = {
     ("GET", "/v1/audit/checkpoints/{number}/consistency/{to_number}"): "audit",
     ("GET", "/v1/audit/public-key"): "audit",
     ("POST", "/v1/audit/exports"): "audit",
+    ("POST", "/v1/dsr"): "dsr",
+    ("GET", "/v1/dsr"): "dsr",
+    ("GET", "/v1/dsr/{request_id}"): "dsr",
+    ("POST", "/v1/dsr/{request_id}/extend"): "dsr",
+    ("POST", "/v1/dsr/{request_id}/cancel"): "dsr",
+    ("POST", "/v1/dsr/{request_id}/lift"): "dsr",
+    ("POST", "/v1/dsr/{request_id}/verify"): "dsr",
 }
+# The data subject has no API key: the e-mailed one-time code is the credential (checked by the function).
+UNAUTHENTICATED_ROUTES = {("POST", "/v1/dsr/{request_id}/verify")}
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +152,7 @@ def test_every_queue_has_a_dead_letter_queue_or_is_one_and_every_queue_is_alarme
 
 def test_alarms_notify_the_kms_encrypted_topic(synthesized: Synthesized, template: Template) -> None:
     # Given the alarm topic
-    (topic_id,) = synthesized.of_type("AWS::SNS::Topic")
+    (topic_id,) = [lid for lid in synthesized.of_type("AWS::SNS::Topic") if lid.startswith("Security")]
     template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
 
     # Then every alarm sends to it, and a DLQ alarm fires on the first message
@@ -225,8 +234,8 @@ def test_every_function_is_traced_arm64_python313_in_the_vpc_with_both_layers(
     functions = synthesized.app_functions()
     layer_refs = [_ref(lid) for lid in synthesized.of_type("AWS::Lambda::LayerVersion")]
 
-    # Then there are eleven and every one runs the same way
-    assert len(functions) == 11
+    # Then there are nineteen and every one runs the same way
+    assert len(functions) == 19
     for lid, fn in functions.items():
         props = fn["Properties"]
         assert props["TracingConfig"] == {"Mode": "Active"}, lid
@@ -337,7 +346,9 @@ def test_each_role_has_the_permissions_its_function_uses(synthesized: Synthesize
 def test_environment_follows_the_contract_and_holds_no_secret(synthesized: Synthesized) -> None:
     # Given each function's environment
     resources = synthesized.resources
-    secrets = set(synthesized.of_type("AWS::SecretsManager::Secret"))
+    secrets = {
+        lid for lid in synthesized.of_type("AWS::SecretsManager::Secret") if lid.startswith("Database")
+    }
     (proxy_id,) = synthesized.of_type("AWS::RDS::DBProxy")
     (instance_id,) = synthesized.of_type("AWS::RDS::DBInstance")
     (queue_id,) = [
@@ -434,7 +445,9 @@ def test_database_is_encrypted_multi_az_with_iam_auth_behind_a_tls_iam_proxy(
     assert len(proxy["Properties"]["Auth"]) == 2
     assert all(auth["IAMAuth"] == "REQUIRED" for auth in proxy["Properties"]["Auth"])
     # And both secrets are generated, CMK-encrypted and rotated
-    for secret in synthesized.of_type("AWS::SecretsManager::Secret").values():
+    for lid, secret in synthesized.of_type("AWS::SecretsManager::Secret").items():
+        if not lid.startswith("Database"):
+            continue  # the DSR secrets: tests/infra/test_infra_dsr.py
         assert "GenerateSecretString" in secret["Properties"]
         assert "KmsKeyId" in secret["Properties"]
     assert len(synthesized.of_type("AWS::SecretsManager::RotationSchedule")) == 2
@@ -498,12 +511,20 @@ def test_every_method_uses_the_request_authorizer(synthesized: Synthesized) -> N
     auth_fn_id, _ = _function_by_handler(synthesized, "auth", "authorizer.handler")
     assert auth_fn_id in json.dumps(props["AuthorizerUri"])
 
-    # Then every non-OPTIONS method requires it
+    # Then every non-OPTIONS method requires it, but the one route a data subject calls with their code
+    paths = _resource_paths(synthesized)
+    open_routes = set()
     for lid, method in synthesized.of_type("AWS::ApiGateway::Method").items():
-        if method["Properties"]["HttpMethod"] == "OPTIONS":
+        props = method["Properties"]
+        if props["HttpMethod"] == "OPTIONS":
             continue
-        assert method["Properties"]["AuthorizationType"] == "CUSTOM", lid
-        assert method["Properties"]["AuthorizerId"] == _ref(authorizer_id), lid
+        if props["AuthorizationType"] == "NONE":
+            assert "AuthorizerId" not in props, lid
+            open_routes.add((props["HttpMethod"], paths[props["ResourceId"]["Ref"]]))
+            continue
+        assert props["AuthorizationType"] == "CUSTOM", lid
+        assert props["AuthorizerId"] == _ref(authorizer_id), lid
+    assert open_routes == UNAUTHENTICATED_ROUTES
 
 
 def test_routes_reach_their_functions_through_lambda_proxy(synthesized: Synthesized) -> None:
@@ -514,6 +535,7 @@ def test_routes_reach_their_functions_through_lambda_proxy(synthesized: Synthesi
         "admin": _function_by_handler(synthesized, "admin", "api.handler")[0],
         "audit": _function_by_handler(synthesized, "audit", "api.handler")[0],
         "pii": _function_by_handler(synthesized, "pii", "api.handler")[0],
+        "dsr": _function_by_handler(synthesized, "dsr", "api.handler")[0],
     }
     routes = {}
     for method in synthesized.of_type("AWS::ApiGateway::Method").values():

@@ -30,7 +30,8 @@ def problem(
     }
     if request_id:
         body["instance"] = f"urn:request:{request_id}"
-    body.update({key: value for key, value in extra.items() if value is not None})
+    # The members RFC 9457 defines are ours: an error's extras add to them, never replace them.
+    body.update({key: value for key, value in extra.items() if value is not None and key not in body})
     return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body, default=str))
 
 
@@ -78,7 +79,9 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     def _domain_error(exc: DomainError) -> Response[str]:
         if exc.status >= 500:
             logger.error("domain error", extra={"error_type": type(exc).__name__, "detail": exc.detail})
-        return problem(exc.status, exc.title, exc.detail, request_id=request_id(), **exc.extra)
+        # An error's own "request_id" (a DSR's) is not the API request's: it travels as dsr_request_id.
+        extra = {("dsr_request_id" if k == "request_id" else k): v for k, v in exc.extra.items()}
+        return problem(exc.status, exc.title, exc.detail, request_id=request_id(), **extra)
 
     def _not_found(_: Exception) -> Response[str]:
         return problem(404, "Not found", "no such resource", request_id=request_id())

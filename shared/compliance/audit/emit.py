@@ -609,3 +609,275 @@ def consent_changed(
             "notice_version": notice_version,
         },
     )
+
+
+# --- Data subject requests (issue 5) ----------------------------------------------------------------
+
+DSR_RECEIVED = "dsr.received"
+DSR_EXTENDED = "dsr.extended"
+DSR_CANCELLED = "dsr.cancelled"
+DSR_VERIFICATION_FAILED = "dsr.verification_failed"
+DSR_VERIFIED = "dsr.verified"
+DSR_STATUS_CHANGED = "dsr.status_changed"
+DSR_STEP_RECORDED = "dsr.step_recorded"
+#: The verify route has no API key: the code is the credential, held by the data subject.
+DSR_SUBJECT_ACTOR = "dsr_subject"
+
+
+def dsr_resource(request_id: UUID) -> str:
+    return f"dsr:{request_id}"
+
+
+def _dsr_subject(subject_id: UUID | None) -> str | None:
+    return None if subject_id is None else f"subject:{subject_id}"
+
+
+def dsr_received(
+    *,
+    principal: Principal,
+    request_id: UUID,
+    dsr_type: str,
+    regulation: str,
+    subject_id: UUID | None,
+    deadline: datetime,
+    occurred_at: datetime,
+    origin: RequestOrigin,
+) -> AuditEventIn:
+    """A data subject request was received: its type, law, deadline and the subject's pseudonymous
+    id when the org holds the subject (``None``: nothing held under the id given)."""
+    return _event(
+        event_type=DSR_RECEIVED,
+        occurred_at=occurred_at,
+        actor=key_actor(principal.key_id),
+        org_id=principal.org_id,
+        resource=dsr_resource(request_id),
+        action="create",
+        result=AuditResult.SUCCESS,
+        origin=origin,
+        details={
+            "type": dsr_type,
+            "regulation": regulation,
+            "subject": _dsr_subject(subject_id),
+            "deadline": deadline.isoformat(),
+        },
+    )
+
+
+def dsr_extended(
+    *,
+    principal: Principal,
+    request_id: UUID,
+    previous_deadline: datetime,
+    deadline: datetime,
+    extension_days: int,
+    occurred_at: datetime,
+    origin: RequestOrigin,
+) -> AuditEventIn:
+    """The deadline was extended (once). The reason is free text for the subject: not copied here."""
+    return _event(
+        event_type=DSR_EXTENDED,
+        occurred_at=occurred_at,
+        actor=key_actor(principal.key_id),
+        org_id=principal.org_id,
+        resource=dsr_resource(request_id),
+        action="extend",
+        result=AuditResult.SUCCESS,
+        origin=origin,
+        details={
+            "previous_deadline": previous_deadline.isoformat(),
+            "deadline": deadline.isoformat(),
+            "extension_days": extension_days,
+        },
+    )
+
+
+def dsr_cancelled(
+    *,
+    principal: Principal,
+    request_id: UUID,
+    previous_status: str,
+    execution_stopped: bool,
+    occurred_at: datetime,
+    origin: RequestOrigin,
+) -> AuditEventIn:
+    return _event(
+        event_type=DSR_CANCELLED,
+        occurred_at=occurred_at,
+        actor=key_actor(principal.key_id),
+        org_id=principal.org_id,
+        resource=dsr_resource(request_id),
+        action="cancel",
+        result=AuditResult.SUCCESS,
+        origin=origin,
+        details={"previous_status": previous_status, "execution_stopped": execution_stopped},
+    )
+
+
+def dsr_verification_failed(
+    *,
+    org_id: UUID,
+    request_id: UUID,
+    outcome: str,
+    attempts_left: int,
+    occurred_at: datetime,
+    origin: RequestOrigin,
+) -> AuditEventIn:
+    """A verification attempt that did not verify (wrong, locked, expired, already verified): the
+    outcome and the attempts left, never the code."""
+    return _event(
+        event_type=DSR_VERIFICATION_FAILED,
+        occurred_at=occurred_at,
+        actor=DSR_SUBJECT_ACTOR,
+        org_id=org_id,
+        resource=dsr_resource(request_id),
+        action="verify",
+        result=AuditResult.DENIED,
+        origin=origin,
+        details={"outcome": outcome, "attempts_left": attempts_left},
+    )
+
+
+def dsr_verified(
+    *,
+    org_id: UUID,
+    request_id: UUID,
+    failed_attempts: int,
+    occurred_at: datetime,
+    origin: RequestOrigin,
+) -> AuditEventIn:
+    return _event(
+        event_type=DSR_VERIFIED,
+        occurred_at=occurred_at,
+        actor=DSR_SUBJECT_ACTOR,
+        org_id=org_id,
+        resource=dsr_resource(request_id),
+        action="verify",
+        result=AuditResult.SUCCESS,
+        origin=origin,
+        details={"failed_attempts": failed_attempts},
+    )
+
+
+def dsr_status_changed(
+    *,
+    actor: str,
+    org_id: UUID,
+    request_id: UUID,
+    subject_id: UUID | None = None,
+    from_status: str,
+    to_status: str,
+    step: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    occurred_at: datetime,
+    origin: RequestOrigin | None = None,
+) -> AuditEventIn:
+    """The request moved from ``from_status`` to ``to_status`` (or stayed, when a step only ran).
+    ``details``: fixed codes, flags and counts of the step (e.g. a cause), never input or values."""
+    return _event(
+        event_type=DSR_STATUS_CHANGED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=dsr_resource(request_id),
+        action="update",
+        result=AuditResult.SUCCESS,
+        origin=origin or RequestOrigin(),
+        details={
+            "subject": _dsr_subject(subject_id),
+            "from_status": from_status,
+            "to_status": to_status,
+            "step": step,
+            "details": dict(details or {}),
+        },
+    )
+
+
+def dsr_step_recorded(
+    *,
+    actor: str,
+    org_id: UUID,
+    request_id: UUID,
+    step: str,
+    status: str,
+    occurred_at: datetime,
+    detail: Mapping[str, Any] | None = None,
+    origin: RequestOrigin | None = None,
+) -> AuditEventIn:
+    """One workflow step of the request ran (or failed, or was skipped); ``detail``: fixed codes,
+    flags and counts."""
+    return _event(
+        event_type=DSR_STEP_RECORDED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=dsr_resource(request_id),
+        action="step",
+        result=AuditResult.FAILURE if status == "failed" else AuditResult.SUCCESS,
+        origin=origin or RequestOrigin(),
+        details={"step": step, "status": status, "detail": dict(detail or {})},
+    )
+
+
+# --- Rectification and restriction of a subject (issue 5) ---------------------------------------------
+
+SUBJECT_RECTIFIED = "subject.rectified"
+SUBJECT_RESTRICTED = "subject.restricted"
+SUBJECT_RESTRICTION_LIFTED = "subject.restriction_lifted"
+
+
+def subject_rectified(
+    *,
+    actor: str,
+    org_id: UUID,
+    subject_id: UUID,
+    request_id: UUID,
+    changes: Mapping[str, Mapping[str, str | None]],
+    occurred_at: datetime,
+    origin: RequestOrigin | None = None,
+) -> AuditEventIn:
+    """Fields of a subject were corrected (GDPR Art. 16). ``changes``: per field its ``before`` and
+    ``after`` as field ciphertext under the subject's own key (never plaintext): the trail proves what
+    changed, and the subject's erasure makes both values unreadable with everything else of theirs."""
+    for change in changes.values():
+        for value in change.values():
+            if value is not None and not value.startswith("enc:"):
+                raise ValueError("rectified values must be field ciphertext")
+    return _event(
+        event_type=SUBJECT_RECTIFIED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=key_scope_resource(org_id, subject_id),
+        action="rectify",
+        result=AuditResult.SUCCESS,
+        origin=origin or RequestOrigin(),
+        # A list of {"field": ...}: field names are values here, never keys (keys like "email" are refused).
+        details={
+            "request_id": str(request_id),
+            "changes": [{"field": name, **dict(change)} for name, change in sorted(changes.items())],
+        },
+    )
+
+
+def subject_restriction_changed(
+    *,
+    actor: str,
+    org_id: UUID,
+    subject_id: UUID,
+    request_id: UUID,
+    restricted: bool,
+    occurred_at: datetime,
+    origin: RequestOrigin | None = None,
+) -> AuditEventIn:
+    """Processing of a subject was restricted (GDPR Art. 18) by ``request_id``, or that restriction lifted."""
+    return _event(
+        event_type=SUBJECT_RESTRICTED if restricted else SUBJECT_RESTRICTION_LIFTED,
+        occurred_at=occurred_at,
+        actor=actor,
+        org_id=org_id,
+        resource=key_scope_resource(org_id, subject_id),
+        action="restrict" if restricted else "lift_restriction",
+        result=AuditResult.SUCCESS,
+        origin=origin or RequestOrigin(),
+        details={"request_id": str(request_id)},
+    )

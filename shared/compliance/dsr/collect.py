@@ -27,12 +27,17 @@ Another decryption failure (tampered or misplaced ciphertext) fails the collecti
 must not silently leave data out. Nothing here logs a value.
 
 An unknown subject gives an export with no rows (``no_data_held`` in its manifest), not an error.
+
+:func:`collect_subject_data` holds everything in memory (fine for a few thousand rows);
+:func:`spool_subject_data` streams the same rows into a :class:`SpooledExport` (temporary files),
+for a subject of any size: what the export step uses.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -45,7 +50,7 @@ from compliance.crypto.envelope import is_encrypted_text
 from compliance.crypto.errors import KeyShreddedError
 from compliance.db import dsr_collect
 from compliance.db.dsr_collect import DEFAULT_BATCH_SIZE, TENANT_COLUMN
-from compliance.dsr.export_format import ExportCategory, SubjectExport
+from compliance.dsr.export_format import DEFAULT_SPOOL_BYTES, ExportCategory, SpooledExport, SubjectExport
 
 if TYPE_CHECKING:
     import psycopg
@@ -65,6 +70,7 @@ __all__ = [
     "iter_subject_data",
     "json_value",
     "plan_tables",
+    "spool_subject_data",
 ]
 
 #: A subject is looked up by its pseudonymous id (a UUID) or the platform's external id (a str):
@@ -254,10 +260,7 @@ def collect_subject_data(
     subject_ref = NO_SUBJECT_REF
     with crypto.tenant(db, org_id) as (conn, encryptor):
         entries = _entries(conn, catalog)
-        if isinstance(subject, UUID):
-            subject_id = dsr_collect.find_subject(conn, org_id, subject_id=subject)
-        else:
-            subject_id = dsr_collect.find_subject(conn, org_id, external_id=subject)
+        subject_id = _find(conn, org_id, subject)
         if subject_id is not None:
             subject_ref = str(subject_id)
             for category, table, row in iter_subject_data(
@@ -275,6 +278,69 @@ def collect_subject_data(
             for name, category_rows in rows.items()
         },
     )
+
+
+@contextmanager
+def spool_subject_data(
+    db: Database,
+    crypto: FieldCrypto,
+    org_id: UUID,
+    subject: SubjectLookup | None,
+    *,
+    request_id: UUID,
+    regulation: str,
+    generated_at: datetime,
+    catalog: Catalog | Sequence[CatalogEntry] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    spool_bytes: int = DEFAULT_SPOOL_BYTES,
+    spool_dir: str | None = None,
+) -> Iterator[SpooledExport]:
+    """:func:`collect_subject_data` streamed: the same rows, in the same order, spooled to
+    temporary files as they are read (memory stays bounded whatever the subject holds). One
+    read-only tenant transaction, closed before the export is yielded: writing and uploading
+    the files holds no database connection. ``subject`` None: nobody (no data held). The spools
+    are deleted when the block ends.
+    """
+    export: SpooledExport | None = None
+    try:
+        with crypto.tenant(db, org_id) as (conn, encryptor):
+            _read_only(conn)
+            entries = _entries(conn, catalog)
+            subject_id = None if subject is None else _find(conn, org_id, subject)
+            export = SpooledExport(
+                request_id=request_id,
+                subject_ref=NO_SUBJECT_REF if subject_id is None else str(subject_id),
+                regulation=regulation,
+                generated_at=generated_at,
+                spool_bytes=spool_bytes,
+                spool_dir=spool_dir,
+            )
+            if subject_id is not None:
+                for category, table, row in iter_subject_data(
+                    conn, encryptor, org_id, subject_id, entries, batch_size=batch_size
+                ):
+                    export.add(category, table, row)
+    except BaseException:
+        if export is not None:
+            export.close()  # its spools: nothing of the subject left in /tmp
+        raise
+    with export:
+        yield export
+
+
+def _read_only(conn: psycopg.Connection[Any]) -> None:
+    # An export only reads: the server refuses any write this transaction might attempt.
+    # (Allowed after the scope's SELECT: only READ WRITE must come before the first query.)
+    from compliance.db.connection import driver_errors
+
+    with driver_errors():
+        conn.execute("SET TRANSACTION READ ONLY")
+
+
+def _find(conn: psycopg.Connection[Any], org_id: UUID, subject: SubjectLookup) -> UUID | None:
+    if isinstance(subject, UUID):
+        return dsr_collect.find_subject(conn, org_id, subject_id=subject)
+    return dsr_collect.find_subject(conn, org_id, external_id=subject)
 
 
 def _entries(

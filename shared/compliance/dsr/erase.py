@@ -19,9 +19,9 @@ returned receipt (the event, published before the commit, cannot hold it); a fai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from compliance.audit import emit
@@ -40,6 +40,9 @@ from compliance.db.data_keys import PgWrappedKeyStore, destroy_scope
 from compliance.db.dsr_erasure import SealedValue, apply_step, lingering_rows, sample_sealed, subject_keys
 from compliance.dsr.erasure_plan import ErasurePlan, erasure_receipt, plan_erasure
 from compliance.errors import DomainError
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["DEFAULT_ACTOR", "ErasureIncompleteError", "erase_subject", "verify_erased"]
 
@@ -69,8 +72,12 @@ def erase_subject(
     now: datetime,
     request_id: UUID,
     origin: RequestOrigin | None = None,
+    within: Callable[[psycopg.Connection[Any], dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Erase ``subject_id`` of ``org_id`` and return the receipt (with its ``verification``).
+
+    ``within(conn, receipt)`` runs in the erasure's transaction, after the receipt event: what the
+    caller records there (the receipt on the request) commits with the erasure or not at all.
 
     Idempotent: erasing again deletes and clears nothing (the ``data_keys`` rows are retained,
     so they are counted again), destroys no key, and is recorded and audited again."""
@@ -91,6 +98,8 @@ def erase_subject(
         ledger.record(ShredRecord(org_id, subject_id, destroyed.key_ids, now))
         event = _event(plan, receipt, org_id, subject_id, destroyed.key_ids, actor, now, origin)
         emit.publish(sink, [event])
+        if within is not None:
+            within(conn, receipt)
     # After the commit: evicting earlier could let a reader re-cache the key.
     crypto.cache.evict_scope(KeyScope(org_id, subject_id))
     verification = verify_erased(db, crypto, org_id, subject_id, catalog, sealed=sealed)

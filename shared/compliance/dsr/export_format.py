@@ -5,6 +5,13 @@ category (:class:`SubjectExport`), :func:`write_export` streams one format to a 
 object and reports its size, SHA-256 and whether it is ``large``. The same input gives the same
 bytes (keys, categories, tables and columns sorted; fixed zip timestamps and attributes).
 
+For data too large to hold, :class:`SpooledExport` takes the rows one by one (validating each),
+spools them per category to temporary files as compact JSON lines, gathers the manifest's counts,
+tables and columns on the way, and writes any format with the same bytes :func:`write_export`
+gives for the same rows: both feed the same writers through one small source interface. Every
+format needs the whole category before its first row (CSV: the header is the category's columns;
+XML: the manifest comes first; all: categories sorted), hence the spool rather than a single pass.
+
 Values are JSON values: ``str``, ``int``, finite ``float``, ``bool``, ``None``, lists and objects
 with string keys (nested at most :data:`MAX_DEPTH` deep). Strings with lone surrogates are refused
 (:class:`ExportDataError`; PostgreSQL text cannot hold them). Control characters are kept, and
@@ -51,11 +58,13 @@ import io
 import json
 import math
 import re
+import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, Final, Literal, TypeAlias
+from types import TracebackType
+from typing import IO, Any, Final, Literal, Protocol, TypeAlias
 from uuid import UUID
 
 from compliance.catalog.model import CATEGORIES
@@ -68,6 +77,7 @@ __all__ = [
     "ExportDataError",
     "ExportFormat",
     "ExportResult",
+    "SpooledExport",
     "SubjectExport",
     "build_manifest",
     "csv_cell",
@@ -147,22 +157,34 @@ class ExportResult:
 # ------------------------------------------------------------------------------ validation
 
 
-def _check(export: SubjectExport) -> None:
-    if not _REGULATION.match(export.regulation):
+def _check_header(subject_ref: str, regulation: str, generated_at: datetime) -> None:
+    if not _REGULATION.match(regulation):
         raise ExportDataError("regulation must be a short lowercase identifier")
-    if not _SUBJECT_REF.match(export.subject_ref):
+    if not _SUBJECT_REF.match(subject_ref):
         raise ExportDataError("subject reference must be a pseudonymous id")
-    if export.generated_at.tzinfo is None:
+    if generated_at.tzinfo is None:
         raise ExportDataError("generated_at must be timezone-aware")
+
+
+def _check_category(name: str) -> None:
+    if name not in CATEGORIES:
+        raise ExportDataError("unknown category (not one of the catalog's)")
+
+
+def _check_row(row: Row) -> None:
+    for column, value in row.items():
+        _check_name(column, "column")
+        _check_value(value, 0)
+
+
+def _check(export: SubjectExport) -> None:
+    _check_header(export.subject_ref, export.regulation, export.generated_at)
     for name, category in export.categories.items():
-        if name not in CATEGORIES:
-            raise ExportDataError("unknown category (not one of the catalog's)")
+        _check_category(name)
         for table in category.tables:
             _check_name(table, "table")
         for row in category.rows:
-            for column, value in row.items():
-                _check_name(column, "column")
-                _check_value(value, 0)
+            _check_row(row)
 
 
 def _check_name(name: object, what: str) -> None:
@@ -201,6 +223,174 @@ def _check_value(value: object, depth: int) -> None:
         raise ExportDataError(f"not a JSON value: {type(value).__name__}")
 
 
+# ------------------------------------------------------------------------------ sources
+# The writers read a source: a SubjectExport in memory, or a SpooledExport on disk. Both give the
+# categories with rows, sorted by name, and each category's rows in the order they were collected.
+
+
+@dataclass(frozen=True)
+class _Header:
+    request_id: UUID
+    subject_ref: str
+    regulation: str
+    generated_at: datetime
+
+
+@dataclass(frozen=True)
+class _Summary:
+    name: str
+    tables: list[str]  # sorted
+    columns: list[str]  # sorted
+    rows: int
+
+
+class _Source(Protocol):
+    def header(self) -> _Header: ...
+
+    def summaries(self) -> list[_Summary]:
+        """The categories with rows, sorted by name."""
+        ...
+
+    def rows(self, category: str) -> Iterable[Row]: ...
+
+    def encoded_rows(self, category: str) -> Iterable[bytes]:
+        """Each row as ``_dumps(dict(row))`` in UTF-8."""
+        ...
+
+
+class _MemorySource:
+    def __init__(self, export: SubjectExport) -> None:
+        self._export = export
+
+    def header(self) -> _Header:
+        e = self._export
+        return _Header(e.request_id, e.subject_ref, e.regulation, e.generated_at)
+
+    def summaries(self) -> list[_Summary]:
+        return [
+            _Summary(name, sorted(set(category.tables)), category.columns(), len(category.rows))
+            for name, category in self._export.held()
+        ]
+
+    def rows(self, category: str) -> Iterable[Row]:
+        return self._export.categories[category].rows
+
+    def encoded_rows(self, category: str) -> Iterable[bytes]:
+        return (_dumps(dict(row)).encode("utf-8") for row in self.rows(category))
+
+
+#: Bytes of one category's spool kept in memory before it moves to a temporary file.
+DEFAULT_SPOOL_BYTES: Final = 128 * 1024
+
+
+class SpooledExport:
+    """A subject's export built row by row, for data too large to hold (streaming).
+
+    :meth:`add` validates a row and appends it, as one line of compact JSON, to its category's
+    spool (a ``SpooledTemporaryFile``: in memory up to ``spool_bytes``, then a file in
+    ``spool_dir`` or the system's temporary directory, ``/tmp`` in a Lambda). Counts, tables and
+    columns are gathered on the way, so the manifest needs no second pass. :meth:`write` then
+    writes any format, as often as needed, with the same bytes :func:`write_export` gives for a
+    :class:`SubjectExport` of the same rows added in the same order. JSON escapes every control
+    character, so a spool line never holds a raw newline: lines split the rows exactly.
+
+    Close it (or use it as a context manager): the spools are deleted on close.
+    """
+
+    def __init__(
+        self,
+        *,
+        request_id: UUID,
+        subject_ref: str,
+        regulation: str,
+        generated_at: datetime,
+        spool_bytes: int = DEFAULT_SPOOL_BYTES,
+        spool_dir: str | None = None,
+    ) -> None:
+        _check_header(subject_ref, regulation, generated_at)
+        self._header = _Header(request_id, subject_ref, regulation, generated_at)
+        self._spool_bytes = spool_bytes
+        self._spool_dir = spool_dir
+        self._spools: dict[str, IO[bytes]] = {}
+        self._tables: dict[str, set[str]] = {}
+        self._columns: dict[str, set[str]] = {}
+        self._counts: dict[str, int] = {}
+        self._sealed = False
+
+    @property
+    def subject_ref(self) -> str:
+        return self._header.subject_ref
+
+    @property
+    def rows_total(self) -> int:
+        return sum(self._counts.values())
+
+    def add(self, category: str, table: str, row: Row) -> None:
+        """Append ``row`` to ``category`` (read from ``table``); :class:`ExportDataError` if it
+        cannot be exported (nothing of it is kept then)."""
+        if self._sealed:
+            raise RuntimeError("rows cannot be added once the export is being written")
+        _check_category(category)
+        _check_name(table, "table")
+        _check_row(row)
+        line = _dumps(dict(row)).encode("utf-8") + b"\n"
+        spool = self._spools.get(category)
+        if spool is None:
+            spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed in close()
+                max_size=self._spool_bytes, mode="w+b", dir=self._spool_dir
+            )
+            self._spools[category] = spool
+            self._tables[category] = set()
+            self._columns[category] = set()
+            self._counts[category] = 0
+        spool.write(line)
+        self._tables[category].add(table)
+        self._columns[category].update(row)
+        self._counts[category] += 1
+
+    def write(
+        self, fmt: ExportFormat, out: IO[bytes], *, large_threshold: int = LARGE_EXPORT_BYTES
+    ) -> ExportResult:
+        """Stream the export in ``fmt`` to ``out`` (see :func:`write_export`)."""
+        self._sealed = True
+        return _write(self, fmt, out, large_threshold)
+
+    def close(self) -> None:
+        for spool in self._spools.values():
+            spool.close()
+        self._spools.clear()
+
+    def __enter__(self) -> SpooledExport:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # _Source
+    def header(self) -> _Header:
+        return self._header
+
+    def summaries(self) -> list[_Summary]:
+        return [
+            _Summary(name, sorted(self._tables[name]), sorted(self._columns[name]), self._counts[name])
+            for name in sorted(self._counts)
+        ]
+
+    def encoded_rows(self, category: str) -> Iterator[bytes]:
+        spool = self._spools[category]
+        spool.flush()
+        spool.seek(0)
+        for line in spool:
+            yield line[:-1]
+
+    def rows(self, category: str) -> Iterator[Row]:
+        for line in self.encoded_rows(category):
+            row: dict[str, Any] = json.loads(line)
+            yield row
+
+
 # ------------------------------------------------------------------------------ shared pieces
 
 
@@ -214,24 +404,25 @@ def _timestamp(value: datetime) -> str:
 
 def build_manifest(export: SubjectExport, fmt: ExportFormat) -> dict[str, Any]:
     """The manifest without checksums (each format adds its own)."""
-    held = export.held()
-    total = sum(len(category.rows) for _, category in held)
+    return _manifest(_MemorySource(export), fmt)
+
+
+def _manifest(source: _Source, fmt: ExportFormat) -> dict[str, Any]:
+    header = source.header()
+    summaries = source.summaries()
+    total = sum(summary.rows for summary in summaries)
     return {
         "format": EXPORT_FORMAT,
         "export_format": fmt,
-        "request_id": str(export.request_id),
-        "subject": export.subject_ref,
-        "generated_at": _timestamp(export.generated_at),
-        "regulation": export.regulation,
+        "request_id": str(header.request_id),
+        "subject": header.subject_ref,
+        "generated_at": _timestamp(header.generated_at),
+        "regulation": header.regulation,
         "rows": total,
         "no_data_held": total == 0,
         "categories": {
-            name: {
-                "tables": sorted(set(category.tables)),
-                "columns": category.columns(),
-                "rows": len(category.rows),
-            }
-            for name, category in held
+            summary.name: {"tables": summary.tables, "columns": summary.columns, "rows": summary.rows}
+            for summary in summaries
         },
     }
 
@@ -269,22 +460,26 @@ class _Sink:
 
 def data_bytes(export: SubjectExport) -> Iterable[bytes]:
     """The ``data`` member of the JSON document, in pieces (one per row)."""
+    return _data_bytes(_MemorySource(export))
+
+
+def _data_bytes(source: _Source) -> Iterator[bytes]:
     yield b"{"
-    for index, (name, category) in enumerate(export.held()):
-        yield (("," if index else "") + _dumps(name) + ":[").encode()
-        for number, row in enumerate(category.rows):
-            yield (("," if number else "") + _dumps(dict(row))).encode()
+    for index, summary in enumerate(source.summaries()):
+        yield (("," if index else "") + _dumps(summary.name) + ":[").encode()
+        for number, encoded in enumerate(source.encoded_rows(summary.name)):
+            yield b"," + encoded if number else encoded
         yield b"]"
     yield b"}"
 
 
-def _write_json(export: SubjectExport, sink: _Sink) -> dict[str, Any]:
+def _write_json(source: _Source, sink: _Sink) -> dict[str, Any]:
     digest = hashlib.sha256()
     sink.write(b'{"data":')  # "data" sorts before "manifest": the data is hashed before it is named
-    for piece in data_bytes(export):
+    for piece in _data_bytes(source):
         digest.update(piece)
         sink.write(piece)
-    manifest = build_manifest(export, "json") | {"data_sha256": digest.hexdigest()}
+    manifest = _manifest(source, "json") | {"data_sha256": digest.hexdigest()}
     sink.write(b',"manifest":' + _dumps(manifest).encode() + b"}")
     return manifest
 
@@ -313,24 +508,24 @@ def csv_cell(value: JsonValue) -> str:
     return _dumps(value)
 
 
-def _write_csv(export: SubjectExport, sink: _Sink) -> dict[str, Any]:
+def _write_csv(source: _Source, sink: _Sink) -> dict[str, Any]:
     files: dict[str, str] = {}
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, category in export.held():
-            file_name = f"{name}.csv"
-            columns = category.columns()
+        for summary in source.summaries():
+            file_name = f"{summary.name}.csv"
+            columns = summary.columns
             digest = hashlib.sha256()
             with archive.open(_zip_info(file_name), "w", force_zip64=True) as member:
                 buffer = io.StringIO()
                 writer = csv.writer(buffer, lineterminator="\r\n")
                 writer.writerow(columns)
-                for row in category.rows:
+                for row in source.rows(summary.name):
                     writer.writerow([csv_cell(row.get(column)) for column in columns])
                     if buffer.tell() > _CHUNK:
                         _flush(buffer, digest, member)
                 _flush(buffer, digest, member)
             files[file_name] = digest.hexdigest()
-        manifest = build_manifest(export, "csv") | {"files": files}
+        manifest = _manifest(source, "csv") | {"files": files}
         archive.writestr(_zip_info("manifest.json"), _dumps(manifest).encode())
     return manifest
 
@@ -399,15 +594,15 @@ def _scalar(value: object) -> str:
     return _dumps(value) if isinstance(value, bool) else str(value)
 
 
-def _write_xml(export: SubjectExport, sink: _Sink) -> dict[str, Any]:
-    manifest = build_manifest(export, "xml")
+def _write_xml(source: _Source, sink: _Sink) -> dict[str, Any]:
+    manifest = _manifest(source, "xml")
     pieces: list[str] = ['<?xml version="1.0" encoding="UTF-8"?>\n']
     pieces.append(f'<subject-data-export format="{EXPORT_FORMAT}">\n')
     pieces.extend(_xml_manifest(manifest))
     sink.write("".join(pieces).encode("utf-8"))
-    for name, category in export.held():
-        sink.write(f'  <category name="{name}">\n'.encode())
-        for row in category.rows:
+    for summary in source.summaries():
+        sink.write(f'  <category name="{summary.name}">\n'.encode())
+        for row in source.rows(summary.name):
             fields = "".join(f"      {_xml_field(column, row[column])}\n" for column in sorted(row))
             sink.write(f"    <row>\n{fields}    </row>\n".encode())
         sink.write(b"  </category>\n")
@@ -417,7 +612,11 @@ def _write_xml(export: SubjectExport, sink: _Sink) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ entry point
 
-_WRITERS = {"json": _write_json, "csv": _write_csv, "xml": _write_xml}
+_WRITERS: Final[dict[str, Callable[[_Source, _Sink], dict[str, Any]]]] = {
+    "json": _write_json,
+    "csv": _write_csv,
+    "xml": _write_xml,
+}
 
 
 def write_export(
@@ -434,8 +633,14 @@ def write_export(
     if fmt not in _WRITERS:
         raise ExportDataError("unknown export format")
     _check(export)
+    return _write(_MemorySource(export), fmt, out, large_threshold)
+
+
+def _write(source: _Source, fmt: ExportFormat, out: IO[bytes], large_threshold: int) -> ExportResult:
+    if fmt not in _WRITERS:
+        raise ExportDataError("unknown export format")
     sink = _Sink(out)
-    manifest = _WRITERS[fmt](export, sink)
+    manifest = _WRITERS[fmt](source, sink)
     sink.flush()
     return ExportResult(
         format=fmt,

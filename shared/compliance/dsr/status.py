@@ -12,10 +12,12 @@ S = DsrStatus
 # Every status a request may move to from each status. Terminal statuses have none: a failed or
 # expired request is answered by a new request, never revived (its deadline and audit trail are
 # its own). ``running -> cancelled`` mirrors a stopped execution (the erasure runs in one
-# transaction, so stopping it leaves nothing half-erased). A status never "moves" to itself: a
-# repeated update is the caller's no-op, not a transition.
+# transaction, so stopping it leaves nothing half-erased). ``received -> completed`` is the answer
+# "no data held" for a subject the org holds nothing of: nothing is disclosed or changed, so there
+# is nothing to verify; acting on data (``running``) always needs verification. A status never
+# "moves" to itself: a repeated update is the caller's no-op, not a transition.
 TRANSITIONS: Mapping[DsrStatus, frozenset[DsrStatus]] = {
-    S.RECEIVED: frozenset({S.AWAITING_VERIFICATION, S.CANCELLED, S.FAILED}),
+    S.RECEIVED: frozenset({S.AWAITING_VERIFICATION, S.COMPLETED, S.CANCELLED, S.FAILED}),
     S.AWAITING_VERIFICATION: frozenset({S.VERIFIED, S.EXPIRED, S.CANCELLED, S.FAILED}),
     S.VERIFIED: frozenset({S.RUNNING, S.CANCELLED, S.FAILED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),

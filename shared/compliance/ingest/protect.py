@@ -1,6 +1,7 @@
 """What the processor does to a record's personal data before it is stored.
 
-0. Consent: a record's prompt and completion text is kept only when its subject has an active
+0. Restriction (GDPR Art. 18): a restricted subject's records keep only their billing figures.
+   Consent: a record's prompt and completion text is kept only when its subject has an active
    ``prompt_logging`` consent (compliance.consent); otherwise only the usage figures are stored.
    A record without a subject has nobody who could have agreed: its text is never kept.
 1. The organisation's PII mode (:class:`~compliance.models.settings.PiiSettings`) on prompt and
@@ -68,6 +69,28 @@ def without_unconsented_text(
             dropped += 1
         kept.append(record)
     return kept, dropped
+
+
+# What a restricted subject's record keeps: what billing needs (the figures, the model, the subject link).
+_RESTRICTED_DROPS = {"prompt_text": None, "completion_text": None, "client_ip": None, "subject_email": None}
+
+
+def without_restricted_data(
+    records: Sequence[UsageRecordIn], restricted: Collection[str]
+) -> tuple[list[UsageRecordIn], int]:
+    """The records with everything but the billing figures removed for subjects under a restriction of
+    processing (GDPR Art. 18: text, client IP and address are not stored, the address not updated),
+    and how many records that touched."""
+    if not restricted:
+        return list(records), 0
+    kept: list[UsageRecordIn] = []
+    touched = 0
+    for record in records:
+        if record.subject_id is not None and record.subject_id in restricted:
+            record = record.model_copy(update=_RESTRICTED_DROPS)
+            touched += 1
+        kept.append(record)
+    return kept, touched
 
 
 def screen(records: Sequence[UsageRecordIn], settings: PiiSettings) -> Screened:

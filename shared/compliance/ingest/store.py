@@ -1,6 +1,7 @@
 """The processor side of ingest: write one queued slice exactly once, its personal data protected.
 
-In one tenant transaction: read the org's PII settings, drop the text of records whose subject has
+In one tenant transaction: read the org's PII settings, keep only the billing figures of subjects under
+a restriction of processing, drop the text of records whose subject has
 no active ``prompt_logging`` consent (read in the same transaction: a revocation committed before
 applies), screen the remaining texts (redact or reject per the org's mode), create the slice's
 subjects, create missing data keys (in one global order, so concurrent slices cannot deadlock),
@@ -22,6 +23,7 @@ from compliance.audit.events import AuditEventIn
 from compliance.db import catalog as catalog_repo
 from compliance.db import consents as consent_repo
 from compliance.db import organisations as org_repo
+from compliance.db import subjects as subject_repo
 from compliance.db import usage as usage_repo
 from compliance.ingest.protect import (
     SUBJECTS_TABLE,
@@ -31,6 +33,7 @@ from compliance.ingest.protect import (
     seal_subject_emails,
     seal_usage_rows,
     sealing_scopes,
+    without_restricted_data,
     without_unconsented_text,
 )
 from compliance.models.consent import ConsentPurpose
@@ -70,11 +73,13 @@ def store_usage_message(message: UsageMessage, *, db: Database, crypto: FieldCry
     org_id = message.org_id
     with crypto.tenant(db, org_id, sink=sink, actor=ENCRYPTION_ACTOR) as (conn, encryptor):
         settings = PiiSettings.model_validate(org_repo.get_setting(conn, org_id, PII_SETTINGS_KEY) or {})
-        with_text = {
-            r.subject_id for r in message.records if r.subject_id and (r.prompt_text or r.completion_text)
-        }
+        restricted = subject_repo.restricted_external_ids(
+            conn, org_id, {r.subject_id for r in message.records if r.subject_id}
+        )
+        records, restricted_records = without_restricted_data(message.records, restricted)
+        with_text = {r.subject_id for r in records if r.subject_id and (r.prompt_text or r.completion_text)}
         consented = consent_repo.with_active_consent(conn, org_id, with_text, ConsentPurpose.PROMPT_LOGGING)
-        records, unconsented = without_unconsented_text(message.records, consented)
+        records, unconsented = without_unconsented_text(records, consented)
         screened = screen(records, settings)
         encrypted = encrypted_columns(conn)
         subjects = usage_repo.ensure_subjects(
@@ -95,6 +100,8 @@ def store_usage_message(message: UsageMessage, *, db: Database, crypto: FieldCry
     _record_metrics(message, inserted, screened.rejected, sum(screened.redacted_findings.values()))
     if unconsented:
         metrics.add_metric(name="UsageTextDroppedNoConsent", unit="Count", value=unconsented)
+    if restricted_records:
+        metrics.add_metric(name="UsageRecordsRestricted", unit="Count", value=restricted_records)
     return inserted
 
 

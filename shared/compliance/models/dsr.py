@@ -200,6 +200,23 @@ class DsrAccepted(BaseModel):
     deadline: datetime
 
 
+class DsrVerified(BaseModel):
+    """``POST /v1/dsr/{id}/verify`` answered to an unauthenticated caller: the id and status only."""
+
+    id: UUID
+    status: DsrStatus
+
+
+class DsrExportOut(BaseModel):
+    """One export object of an access or portability request (one per format)."""
+
+    format: ExportFormat
+    bytes: int = Field(ge=0)
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    large: bool = Field(default=False, description="Above the size the record warns about (100 MB).")
+    url: str | None = Field(default=None, description="Presigned link while the export is available.")
+
+
 class DsrOut(BaseModel):
     """``GET /v1/dsr/{id}``. The subject is not echoed: the response carries no personal data."""
 
@@ -218,6 +235,11 @@ class DsrOut(BaseModel):
     export_expires_at: AwareDatetime | None = None
     export_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
     export_bytes: int | None = Field(default=None, ge=0)
+    exports: list[DsrExportOut] = Field(
+        default_factory=list, description="Every export object; export_url and the like give the first."
+    )
+    outcome: str | None = Field(default=None, description="How it ended, e.g. no_data_held.")
+    completed_at: AwareDatetime | None = None
 
 
 class DsrList(BaseModel):

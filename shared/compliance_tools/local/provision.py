@@ -212,6 +212,11 @@ class Provisioner:
             "AWS::SNS::Topic": self._sns_topic,
             "AWS::SNS::Subscription": self._sns_subscription,
             "AWS::StepFunctions::StateMachine": self._state_machine,
+            "AWS::SES::EmailIdentity": self._ses_identity,
+            # An IAM user exists locally only to own an access key (the DSR export link signer): moto
+            # signs nothing itself, but functions read the key from the secret built from it.
+            "AWS::IAM::User": self._iam_user,
+            "AWS::IAM::AccessKey": self._iam_access_key,
             "AWS::SSM::Parameter": self._ssm_parameter,
             "AWS::Lambda::Function": self._lambda_function,
             "AWS::Lambda::LayerVersion": self._lambda_layer,
@@ -643,6 +648,27 @@ class Provisioner:
         return PhysicalResource(
             logical_id, "AWS::StepFunctions::StateMachine", arn, {"Arn": arn, "Name": name}
         )
+
+    def _iam_user(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
+        name = props.get("UserName") or physical_name(self.template.stack_name, logical_id, 64)
+        arn = self.client("iam").create_user(UserName=name)["User"]["Arn"]
+        return PhysicalResource(logical_id, "AWS::IAM::User", name, {"Arn": arn})
+
+    def _iam_access_key(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
+        key = self.client("iam").create_access_key(UserName=str(props["UserName"]))["AccessKey"]
+        return PhysicalResource(
+            logical_id, "AWS::IAM::AccessKey", key["AccessKeyId"], {"SecretAccessKey": key["SecretAccessKey"]}
+        )
+
+    def _ses_identity(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
+        # moto marks an identity verified at once (AWS sends a confirmation e-mail or checks DNS).
+        identity = str(props["EmailIdentity"])
+        ses = self.client("ses")
+        if "@" in identity:
+            ses.verify_email_identity(EmailAddress=identity)
+        else:
+            ses.verify_domain_identity(Domain=identity)
+        return PhysicalResource(logical_id, "AWS::SES::EmailIdentity", identity, {})
 
     def _ssm_parameter(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
         name = props.get("Name") or f"/{physical_name(self.template.stack_name, logical_id, 200)}"

@@ -76,6 +76,13 @@ def world(migrated_db: ProvisionedDatabase, writer: FieldCrypto) -> dict[str, Se
         email="ada.other@example.org",
         records=[("req-1", "Org B prompt", "x", "192.0.2.99")],
     )
+    # Ada asked for a restriction of processing once (migration 0011): that is about her too
+    with migrated_db.owner() as conn:
+        conn.execute(
+            "UPDATE subjects SET restricted_at = %s, restriction_request_id = gen_random_uuid()"
+            " WHERE id = %s",
+            (T0, ada.subject_id),
+        )
     append_subject_events(migrated_db, org_a, ada.subject_id)
     append_subject_events(migrated_db, org_a, bob.subject_id)
     append_subject_events(migrated_db, org_b, other.subject_id)

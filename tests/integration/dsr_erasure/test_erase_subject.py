@@ -177,16 +177,23 @@ def test_erasure_deletes_anonymizes_and_shreds_the_subject_only(world: World) ->
     assert {t["table"]: (t["action"], t["rows"]) for t in receipt["tables"]} == {
         "consents": ("delete", 0),
         "data_keys": ("retain", 1),
+        "dsr_requests": ("retain", 0),
         "usage_records": ("update", 2),
         "subjects": ("delete", 1),
     }
-    assert [t["table"] for t in receipt["tables"]] == ["consents", "data_keys", "usage_records", "subjects"]
+    assert [t["table"] for t in receipt["tables"]] == [
+        "consents",
+        "data_keys",
+        "dsr_requests",
+        "usage_records",
+        "subjects",
+    ]
     assert receipt["keys_shredded"] == [str(k) for k in alice_keys]
     assert receipt["rows_total"] == 4
     assert receipt["verification"] == {
         "verified": True,
         "lingering_rows": {"consents": 0, "usage_records": 0, "subjects": 0},
-        "retained_rows": {"data_keys": 1},
+        "retained_rows": {"data_keys": 1, "dsr_requests": 0},
         "live_keys": 0,
         "destroyed_keys": 1,
         "probes_unreadable": 5,  # 2 prompts, 2 IP addresses, 1 e-mail
@@ -240,6 +247,7 @@ def test_erasing_again_finds_nothing_to_erase(world: World) -> None:
     assert {t["table"]: t["rows"] for t in again["tables"]} == {
         "consents": 0,
         "data_keys": 1,
+        "dsr_requests": 0,
         "usage_records": 0,
         "subjects": 0,
     }
@@ -265,6 +273,7 @@ def test_a_subject_never_keyed_is_closed_to_new_keys(world: World, catalog: Cata
     assert {t["table"]: t["rows"] for t in receipt["tables"]} == {
         "consents": 0,
         "data_keys": 0,
+        "dsr_requests": 0,
         "usage_records": 0,
         "subjects": 1,
     }

@@ -244,3 +244,59 @@ def test_without_consent_only_the_figures_are_stored_and_a_revocation_applies_to
     rows = usage_rows(migrated_db, org)
     assert rows["req-pd-1-later"]["prompt"] is None and rows["req-pd-1-later"]["ip"] is not None
     assert CARD in decrypt(rows["req-pd-1"]["prompt"], "prompt_text", rows["req-pd-1"]["subject_id"])
+
+
+def test_a_restricted_subject_keeps_only_billing_figures_and_others_are_untouched(
+    consented: None,
+    processor: Any,
+    migrated_db: Any,
+    org: str,
+    event: Any,
+    lambda_context: Any,
+    decrypt: Any,
+) -> None:
+    # Given user-42 (who consented to prompt logging) is restricted by a data subject request
+    import uuid
+
+    restriction = uuid.uuid4()
+    with migrated_db.owner() as conn:
+        conn.execute(
+            "UPDATE subjects SET restricted_at = now(), restriction_request_id = %s"
+            " WHERE org_id = %s AND external_id = 'user-42'",
+            (restriction, org),
+        )
+
+    # When a message with their record (text, client IP, e-mail address) is processed
+    assert processor.handler(event(EVENT), lambda_context) == {"batchItemFailures": []}
+
+    # Then their record keeps its billing figures and subject link, and nothing else personal
+    rows = usage_rows(migrated_db, org)
+    restricted = rows["req-pd-1"]
+    assert (restricted["prompt"], restricted["completion"], restricted["ip"]) == (None, None, None)
+    with migrated_db.owner() as conn:
+        figures = conn.execute(
+            "SELECT u.prompt_tokens, u.completion_tokens, u.cost, u.model, s.external_id"
+            " FROM usage_records u JOIN subjects s ON s.id = u.subject_id WHERE u.request_id = 'req-pd-1'"
+        ).fetchone()
+        subject = conn.execute(
+            "SELECT email, restricted_at IS NOT NULL, restriction_request_id FROM subjects"
+            " WHERE org_id = %s AND external_id = 'user-42'",
+            (org,),
+        ).fetchone()
+        dump = " ".join(str(r) for r in conn.execute("SELECT * FROM usage_records").fetchall())
+    assert figures is not None
+    assert (figures[0], figures[1], str(figures[2]), figures[3], figures[4]) == (
+        96,
+        40,
+        "0.00002100",
+        "gpt-4o-mini",
+        "user-42",
+    )
+    # And their address is not stored, the restriction stays in force
+    assert subject == (None, True, restriction)
+    assert "203.0.113.7" not in dump
+    # And the unrestricted, consenting subject's text is stored as before
+    other = rows["req-pd-2"]
+    assert decrypt(other["prompt"], "prompt_text", other["subject_id"]) == (
+        "Summarise the attached quarterly report."
+    )

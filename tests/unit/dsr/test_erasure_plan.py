@@ -124,7 +124,7 @@ def test_referencing_tables_come_before_the_subjects_they_reference(real_plan: E
     order = [step.table for step in real_plan.steps]
     assert order.index("usage_records") < order.index("subjects")
     assert order[-1] == "subjects"
-    assert set(order) == {"consents", "data_keys", "subjects", "usage_records"}
+    assert set(order) == {"consents", "data_keys", "dsr_requests", "subjects", "usage_records"}
 
 
 def test_tables_without_the_subject_are_listed(real_plan: ErasurePlan) -> None:
@@ -145,8 +145,9 @@ def test_describe_gives_readable_lines_in_execution_order(real_plan: ErasurePlan
     # Then each table is named with its action, columns and basis, in order
     assert lines[0].startswith("1. consents")
     assert any(line.startswith("2. data_keys") for line in lines)
-    usage = next(i for i, line in enumerate(lines) if line.startswith("3. usage_records"))
-    subjects = next(i for i, line in enumerate(lines) if line.startswith("4. subjects"))
+    assert any(line.startswith("3. dsr_requests") for line in lines)
+    usage = next(i for i, line in enumerate(lines) if line.startswith("4. usage_records"))
+    subjects = next(i for i, line in enumerate(lines) if line.startswith("5. subjects"))
     assert usage < subjects
     assert "usage_records: anonymize (set to NULL): subject_id" in text
     assert "usage_records: crypto_shred" in text and "client_ip, completion_text, prompt_text" in text
@@ -221,7 +222,7 @@ cursor = { category = "audit", personal = true, sensitivity = "confidential" }
 
 def test_the_receipt_has_counts_strategies_bases_and_key_ids_only(real_plan: ErasurePlan) -> None:
     # Given the executed plan's counts and the shredded key
-    counts = {"consents": 2, "data_keys": 1, "usage_records": 250, "subjects": 1}
+    counts = {"consents": 2, "data_keys": 1, "dsr_requests": 0, "usage_records": 250, "subjects": 1}
 
     # When the receipt is built
     receipt = erasure_receipt(
@@ -237,7 +238,13 @@ def test_the_receipt_has_counts_strategies_bases_and_key_ids_only(real_plan: Era
     assert receipt["format"] == RECEIPT_FORMAT
     assert receipt["request_id"] == str(REQUEST_ID)
     assert receipt["erased_at"] == "2026-11-23T12:00:00.000000Z"
-    assert [t["table"] for t in receipt["tables"]] == ["consents", "data_keys", "usage_records", "subjects"]
+    assert [t["table"] for t in receipt["tables"]] == [
+        "consents",
+        "data_keys",
+        "dsr_requests",
+        "usage_records",
+        "subjects",
+    ]
     tables = {t["table"]: t for t in receipt["tables"]}
     usage = tables["usage_records"]
     assert usage["action"] == "update"
@@ -256,10 +263,11 @@ def test_the_receipt_has_counts_strategies_bases_and_key_ids_only(real_plan: Era
 @pytest.mark.parametrize(
     "counts",
     [
-        {"consents": 0, "usage_records": 1, "subjects": 1},  # a table missing
-        {"consents": 0, "data_keys": 0, "usage_records": 1, "subjects": 1, "api_keys": 2},  # unplanned
-        {"consents": 0, "data_keys": 0, "usage_records": -1, "subjects": 1},
-        {"consents": 0, "data_keys": 0, "usage_records": True, "subjects": 1},
+        {"consents": 0, "data_keys": 0, "usage_records": 1, "subjects": 1},  # a table missing
+        # a table not in the plan
+        {"consents": 0, "data_keys": 0, "dsr_requests": 0, "usage_records": 1, "subjects": 1, "api_keys": 2},
+        {"consents": 0, "data_keys": 0, "dsr_requests": 0, "usage_records": -1, "subjects": 1},
+        {"consents": 0, "data_keys": 0, "dsr_requests": 0, "usage_records": True, "subjects": 1},
     ],
 )
 def test_the_receipt_refuses_counts_that_do_not_match_the_plan(
@@ -272,7 +280,7 @@ def test_the_receipt_refuses_counts_that_do_not_match_the_plan(
 
 
 def test_the_receipt_refuses_a_naive_time(real_plan: ErasurePlan) -> None:
-    counts = {"consents": 0, "data_keys": 0, "usage_records": 0, "subjects": 0}
+    counts = {"consents": 0, "data_keys": 0, "dsr_requests": 0, "usage_records": 0, "subjects": 0}
     with pytest.raises(ErasureReceiptError, match="timezone"):
         erasure_receipt(
             real_plan,

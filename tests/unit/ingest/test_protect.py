@@ -157,3 +157,43 @@ def test_text_is_kept_only_for_consenting_subjects() -> None:
         ("d", None, None),
     ]
     assert dropped == 2 and all(r.prompt_tokens == 1 for r in kept)
+
+
+def test_a_restricted_subjects_records_keep_only_their_billing_figures() -> None:
+    from compliance.ingest.protect import without_restricted_data
+
+    # Given records of a restricted subject (text, client IP, address), of another subject and of none
+    full: dict[str, Any] = {
+        "completion_text": "Done.",
+        "client_ip": "203.0.113.7",
+        "subject_email": "ada@example.com",
+        "latency_ms": 120,
+    }
+    records = [
+        record("a", PLAIN, subject_id="restricted", **full),
+        record("b", PLAIN, subject_id="free", **full),
+        record("c", PLAIN, **(full | {"subject_email": None})),
+        record("d", None, subject_id="restricted"),
+    ]
+
+    # When the restriction is applied
+    kept, touched = without_restricted_data(records, {"restricted"})
+
+    # Then the restricted subject's records lose text, IP and address, and keep the subject and figures
+    assert touched == 2
+    a, b, c, d = kept
+    assert (a.prompt_text, a.completion_text, a.client_ip, a.subject_email) == (None, None, None, None)
+    assert (a.subject_id, a.model, a.prompt_tokens, a.completion_tokens, a.cost, a.latency_ms) == (
+        "restricted",
+        "gpt-4o",
+        1,
+        1,
+        records[0].cost,
+        120,
+    )
+    assert d.subject_id == "restricted" and d.prompt_text is None
+    # And the other records are untouched, in order
+    assert [b, c] == records[1:3]
+    assert [r.request_id for r in kept] == ["a", "b", "c", "d"]
+    # And with nobody restricted, nothing changes
+    assert without_restricted_data(records, set()) == (records, 0)
