@@ -78,6 +78,7 @@ class ComplianceControlPlaneStack(Stack):
             access_logs=self.access_logs,
             layers=self.layers.all,
         )
+        self.dsr.allow_address_keys(self.ingest.processor)
         self.api = Api(
             self,
             "Api",

@@ -146,7 +146,8 @@ def erasure(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def change(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from compliance.dsr.workflow import run_change_step
 
-    return run_change_step(_ctx(), _crypto(), StepInput.model_validate(event))
+    step = StepInput.model_validate(event)
+    return run_change_step(_ctx(), _crypto(), step, email_key_secret=_verification_key())
 
 
 @init_environment(DsrWorkflowSettings)

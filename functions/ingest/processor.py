@@ -34,6 +34,18 @@ def _crypto() -> FieldCrypto:
 
 
 @functools.cache
+def _email_key_secret() -> bytes | None:
+    """The DSR secret, when the stack gives it: addresses get their look-up keys (DSR by e-mail)."""
+    arn = get_settings(ProcessorSettings).dsr_secret_arn
+    if arn is None:
+        return None
+    from compliance.aws.clients import client
+    from compliance.dsr.requests import read_dsr_secret
+
+    return read_dsr_secret(client("secretsmanager"), arn)
+
+
+@functools.cache
 def _consumer() -> UsageQueueConsumer:
     # Imported on first use, not at cold start: Powertools batch/idempotency bring in boto3 (~200 ms).
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
@@ -47,6 +59,7 @@ def _consumer() -> UsageQueueConsumer:
         sink=_sink(),
         persistence=DynamoDBPersistenceLayer(table_name=settings.idempotency_table_name),
         idempotency_ttl_s=settings.idempotency_ttl_s,
+        email_key_secret=_email_key_secret,
     )
 
 

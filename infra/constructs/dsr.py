@@ -156,6 +156,7 @@ class Dsr(Construct):
         # Rectification seals the corrected address (and the trail's before/after) under the subject's key.
         self.change = self._build_step("Change", c.DSR_CHANGE_FN)
         data_protection.allow_encrypt(self.change)
+        permissions.read_secrets(self.change, [self.secret], key)  # a corrected address's look-up key
 
         self.notify = self._build_step("Notify", c.DSR_NOTIFY_FN)
         data_protection.allow_decrypt(self.notify)
@@ -177,6 +178,11 @@ class Dsr(Construct):
         self.api.allow(
             "StopRequests", ["states:StopExecution", "states:DescribeExecution"], [self._executions_arn()]
         )
+
+    def allow_address_keys(self, fn: PythonFunction) -> None:
+        """A function that stores addresses with their look-up key (the ingest processor): the DSR secret."""
+        fn.function.add_environment("DSR_SECRET_ARN", self.secret.secret_arn)
+        permissions.read_secrets(fn, [self.secret], self._key)
 
     def _build_link_signer(self, key: kms.IKey) -> None:
         """The identity that signs export links. A presigned URL works only while the credentials that

@@ -89,6 +89,9 @@ class ProcessorSettings(DatabaseSettings, FieldEncryptionSettings):
     audit_queue_url: str = Field(min_length=1)
     idempotency_table_name: str = Field(min_length=1)
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
+    # The DSR secret: keys each address's look-up key (subjects.email_key) so DSRs can name a person by
+    # e-mail. Without it addresses are stored without one (and DSRs by e-mail refuse to guess).
+    dsr_secret_arn: str | None = Field(default=None, min_length=1, max_length=2048)
 
 
 class AdminApiSettings(DatabaseSettings, FieldEncryptionSettings):

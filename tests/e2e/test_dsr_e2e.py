@@ -170,6 +170,25 @@ def test_an_access_request_is_verified_exported_and_downloaded(deployed: Any, te
         assert f"ada prompt {i}" in text and f"Answer to ada prompt {i}" in text
     assert tenant["address"] in text and "198.51.100.77" in text
     assert "prompt_logging" in text  # the consent history
+    # ... every personal column the catalog links to the subject that holds a value of theirs, by name
+    exported = {key for rows in document["data"].values() for row in rows for key in row}
+    catalog = client.request("GET", "/v1/catalog/personal-data").json()["items"]
+    with psycopg.connect(deployed.owner_dsn) as conn:
+        (subject_uuid,) = conn.execute(
+            "SELECT id FROM subjects WHERE org_id = %s AND external_id = %s",
+            (tenant["org"], tenant["subject"]),
+        ).fetchone()
+        for entry in catalog:
+            table, column, link = entry["table_name"], entry["column_name"], entry["subject_link"]
+            if link in (None, "none"):
+                continue  # not linked to a subject (audit events are exported by their own rule)
+            query = (
+                f"SELECT EXISTS (SELECT 1 FROM {table}"
+                f" WHERE org_id = %s AND {link} = %s AND {column} IS NOT NULL)"
+            )
+            held = conn.execute(query, (tenant["org"], subject_uuid)).fetchone()  # type: ignore[arg-type]
+            if held == (True,):
+                assert f"{table}.{column}" in exported, f"{table}.{column}"
     # And nothing of the other subject
     assert tenant["other_address"] not in text and "bob prompt" not in text
     assert document["manifest"]["rows"] > 0 and document["manifest"]["no_data_held"] is False
@@ -342,3 +361,17 @@ def test_a_restriction_keeps_only_billing_figures_until_it_is_lifted(deployed: A
     ingest(client, [record(after, tenant["subject"], tenant["address"], "after the lift")])
     body = client.request("GET", f"/v1/usage/{after}").json()
     assert body["prompt_text"] == "after the lift" and body["client_ip"] == "198.51.100.77"
+
+
+def test_a_request_may_name_the_person_by_their_e_mail_address(deployed: Any, tenant: Any) -> None:
+    client = tenant["client"]
+    # Given the address ingest stored (sealed) with its look-up key; the DPO has only the address
+    created = client.request(
+        "POST", "/v1/dsr", {"type": "access", "email": tenant["address"].upper(), "regulation": "gdpr"}
+    )
+    assert created.status == 202, created.body
+    request_id = created.json()["id"]
+    # Then it is that subject's request: verified through their address, answered with their data
+    verify_with_emailed_code(client, request_id, tenant["address"])
+    done = completed(deployed, client, request_id)
+    assert done["outcome"] == "answered" and [e["format"] for e in done["exports"]] == ["json"]

@@ -45,7 +45,7 @@ EXTRA_ACTIONS = {
         "s3:DeleteObjectVersion",
         "ses:SendEmail",
     },
-    "steps.change": set(),
+    "steps.change": {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
     "steps.notify": {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "ses:SendEmail"},
     "api.handler": {
         "secretsmanager:GetSecretValue",

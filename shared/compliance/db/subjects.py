@@ -33,7 +33,14 @@ _LIFT: Final = """
 _RESTRICTION: Final = (
     "SELECT restricted_at, restriction_request_id FROM subjects WHERE org_id = %s AND id = %s"
 )
-_SET_EMAIL: Final = "UPDATE subjects SET email = %s WHERE org_id = %s AND id = %s RETURNING id"
+_SET_EMAIL: Final = (
+    "UPDATE subjects SET email = %s, email_key = %s WHERE org_id = %s AND id = %s RETURNING id"
+)
+_BY_EMAIL_KEY: Final = "SELECT id FROM subjects WHERE org_id = %s AND email_key = %s ORDER BY id LIMIT 2"
+# An address stored without its look-up key (before 0012, or written without the DSR secret).
+_UNKEYED: Final = """
+    SELECT EXISTS (SELECT 1 FROM subjects WHERE org_id = %s AND email IS NOT NULL AND email_key IS NULL)
+"""
 
 
 def restricted_external_ids(
@@ -81,9 +88,28 @@ def restriction(
     return row[0], UUID(str(row[1]))
 
 
-def set_email(conn: psycopg.Connection[Any], org_id: UUID, subject_id: UUID, stored: str | None) -> bool:
-    """Store the subject's address as given (field ciphertext when the catalog encrypts it)."""
+def set_email(
+    conn: psycopg.Connection[Any], org_id: UUID, subject_id: UUID, stored: str | None, email_key: bytes | None
+) -> bool:
+    """Store the subject's address as given (field ciphertext when the catalog encrypts it) with the
+    look-up key made from it (None clears it: a key must never outlive its address)."""
     from psycopg.rows import tuple_row
 
     with driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
-        return cur.execute(_SET_EMAIL, (stored, org_id, subject_id)).fetchone() is not None
+        return cur.execute(_SET_EMAIL, (stored, email_key, org_id, subject_id)).fetchone() is not None
+
+
+def by_email_key(conn: psycopg.Connection[Any], org_id: UUID, email_key: bytes) -> list[UUID]:
+    """The subjects whose address has this look-up key (at most two: enough to see it is ambiguous)."""
+    from psycopg.rows import tuple_row
+
+    with driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
+        return [UUID(str(row[0])) for row in cur.execute(_BY_EMAIL_KEY, (org_id, email_key)).fetchall()]
+
+
+def has_unkeyed_addresses(conn: psycopg.Connection[Any], org_id: UUID) -> bool:
+    from psycopg.rows import tuple_row
+
+    with driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(_UNKEYED, (org_id,)).fetchone()
+    return bool(row and row[0])

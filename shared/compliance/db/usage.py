@@ -51,7 +51,7 @@ _SUBJECT_IDS = """
 """
 
 _STORED_EMAILS = """
-    SELECT s.id, s.email FROM subjects AS s
+    SELECT s.id, s.email, s.email_key IS NOT NULL FROM subjects AS s
     WHERE s.org_id = %(org_id)s AND s.id = ANY(%(ids)s::uuid[])
 """
 # The caller passes only changed addresses. Rows are locked in uuid order first: the UPDATE's own
@@ -63,10 +63,12 @@ _LOCK_SUBJECTS = """
     ORDER BY s.id
     FOR NO KEY UPDATE
 """
+# The look-up key goes with the address it was made from: a new address without a key (no DSR secret
+# configured) clears the old one rather than leave it pointing at the previous address.
 _SET_EMAILS = """
-    UPDATE subjects AS s SET email = e.email
-    FROM json_to_recordset(%(emails)s::json) AS e(id uuid, email text)
-    WHERE s.org_id = %(org_id)s AND s.id = e.id AND s.email IS DISTINCT FROM e.email
+    UPDATE subjects AS s SET email = e.email, email_key = decode(e.email_key, 'hex')
+    FROM json_to_recordset(%(emails)s::json) AS e(id uuid, email text, email_key text)
+    WHERE s.org_id = %(org_id)s AND s.id = e.id
 """
 
 _INSERT_RECORDS = """
@@ -125,12 +127,26 @@ def stored_emails(
     conn: psycopg.Connection[Any], org_id: UUID, subject_ids: Iterable[UUID]
 ) -> dict[UUID, str | None]:
     """The e-mail address (as stored: ciphertext when sealed) of each of ``subject_ids``."""
+    return {
+        subject_id: contact.email
+        for subject_id, contact in stored_contacts(conn, org_id, subject_ids).items()
+    }
+
+
+class StoredContact(NamedTuple):
+    email: str | None  # as stored: ciphertext when sealed
+    keyed: bool  # whether its look-up key (email_key, migration 0012) is stored
+
+
+def stored_contacts(
+    conn: psycopg.Connection[Any], org_id: UUID, subject_ids: Iterable[UUID]
+) -> dict[UUID, StoredContact]:
     ids = sorted(set(subject_ids))
     if not ids:
         return {}
     with driver_errors(), conn.cursor(row_factory=tuple_row) as cur:
         rows = cur.execute(_STORED_EMAILS, {"org_id": org_id, "ids": ids}).fetchall()
-    return {subject_id: email for subject_id, email in rows}
+    return {subject_id: StoredContact(email, bool(keyed)) for subject_id, email, keyed in rows}
 
 
 def subject_exists(conn: psycopg.Connection[Any], org_id: UUID, external_id: str) -> bool:
@@ -176,6 +192,7 @@ def write_usage(
     received_at: datetime,
     rows: Sequence[Mapping[str, Any]],
     subject_emails: Mapping[UUID, str] | None = None,
+    email_keys: Mapping[UUID, bytes] | None = None,
 ) -> int:
     """Insert ``rows`` (from :func:`usage_row`) and set subjects' e-mail addresses, in one round
     trip; returns how many records were new.
@@ -189,7 +206,11 @@ def write_usage(
     ordered = sorted(rows, key=lambda row: row["request_id"])
     with driver_errors(), conn.pipeline():
         if subject_emails:
-            emails = [{"id": k, "email": v} for k, v in sorted(subject_emails.items())]
+            keys = email_keys or {}
+            emails = [
+                {"id": k, "email": v, "email_key": keys[k].hex() if k in keys else None}
+                for k, v in sorted(subject_emails.items())
+            ]
             conn.execute(_LOCK_SUBJECTS, {"org_id": org_id, "ids": sorted(subject_emails)})
             conn.execute(_SET_EMAILS, {"org_id": org_id, "emails": to_json(emails).decode()})
         if not ordered:

@@ -90,11 +90,38 @@ class RequestNotFoundError(NotFoundError):
     """The organisation has no request with this id (another org's ids look the same)."""
 
 
-class EmailLookupUnavailableError(ValidationFailedError):
-    """``subjects.email`` is sealed under each subject's own key: there is no index to find a
-    subject by address without decrypting every subject's, so requests must name the subject id."""
+def _subject_by_email(conn: Any, org_id: UUID, email_key: bytes) -> UUID | None:
+    """The one subject whose stored address has this key; None when nobody's has it and every
+    address of the org is keyed (else the answer could be a false "no data held": 409)."""
+    from compliance.db import subjects as subject_repo
 
-    status = 422
+    found = subject_repo.by_email_key(conn, org_id, email_key)
+    if len(found) > 1:
+        raise AmbiguousEmailError(
+            "several subjects share this e-mail address; give subject_id", field="email"
+        )
+    if found:
+        return found[0]
+    if subject_repo.has_unkeyed_addresses(conn, org_id):
+        raise EmailLookupUnavailableError(
+            "some addresses are not indexed yet, so an unknown address cannot be told apart from an "
+            "unindexed one; give subject_id",
+            field="email",
+        )
+    return None
+
+
+class AmbiguousEmailError(ConflictError):
+    """Two subjects of the organisation report the same address (a shared mailbox): which one?"""
+
+    title = "Ambiguous e-mail address"
+
+
+class EmailLookupUnavailableError(ConflictError):
+    """Some of the organisation's stored addresses have no look-up key yet (stored before migration 0012
+    or without the DSR secret; ingest keys them as they next arrive): an address found nowhere might be
+    one of them, so the request must name the subject id."""
+
     title = "Look-up not available"
 
 
@@ -146,11 +173,6 @@ def create_request(
     from compliance.db import dsr_collect
     from compliance.db import dsr_requests as repo
 
-    if request.email is not None:
-        raise EmailLookupUnavailableError(
-            "look-up by e-mail address is not available yet; give subject_id", field="email"
-        )
-    assert request.subject_id is not None
     if request.corrections is not None and crypto is None:
         raise ValueError("rectification needs field crypto to seal the corrections")
     org_id = principal.org_id
@@ -162,14 +184,18 @@ def create_request(
         "type": request.type.value,
         "regulation": request.regulation.value,
         "status": DsrStatus.RECEIVED.value,
-        "subject_key": subject_key(secret, org_id, subject_id=request.subject_id),
+        # For an address this is also the subjects' look-up key (subjects.email_key): one function.
+        "subject_key": subject_key(secret, org_id, subject_id=request.subject_id, email=request.email),
         "export_formats": [f.value for f in request.export_formats] if request.export_formats else None,
         "received_at": clock.received_at,
         "deadline": clock.due_at,
     }
 
     def store(conn: Any, seal: Callable[[str, UUID | None], str] | None) -> None:
-        subject = dsr_collect.find_subject(conn, org_id, external_id=request.subject_id)
+        if request.subject_id is not None:
+            subject = dsr_collect.find_subject(conn, org_id, external_id=request.subject_id)
+        else:
+            subject = _subject_by_email(conn, org_id, row["subject_key"])
         corrections = None
         if request.corrections is not None and seal is not None:
             corrections = seal(request.corrections.model_dump_json(exclude_none=True), subject)

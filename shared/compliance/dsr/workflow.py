@@ -27,6 +27,7 @@ from compliance.db import usage as usage_repo
 from compliance.dsr import messages
 from compliance.dsr import verification as codes
 from compliance.dsr.status import TERMINAL_STATUSES, transition
+from compliance.dsr.subject_keys import subject_key
 from compliance.errors import ConflictError, DomainError, NotFoundError
 from compliance.models.dsr import EXPORTING_TYPES, DsrStatus, DsrType, StepStatus
 from compliance.observability import metrics
@@ -325,6 +326,7 @@ def run_erasure(
     Resumable: the subject's pseudonymous id is recorded when the step starts (the erasure clears the
     request's link to it), and a retry after the erasure committed verifies again and completes the
     receipt; the subject can then no longer be told (their address is gone), which the receipt says."""
+    from compliance.aws.exports import subject_prefix
     from compliance.catalog.model import Catalog
     from compliance.db.catalog import list_entries
     from compliance.dsr.erase import ErasureIncompleteError, erase_subject, verify_erased
@@ -334,7 +336,7 @@ def run_erasure(
         row = _load(conn, org_id, request_id)
         if DsrType(row["type"]) is not DsrType.ERASURE:
             raise ConflictError("only erasure requests erase")
-        if row["receipt"] is not None and "verification" in row["receipt"]:
+        if (row["receipt"] or {}).get("verification", {}).get("verified") is True:
             return _output(row, erased=True)
         subject_id = row["subject_id"] or _started_subject(row)
         if subject_id is None:
@@ -372,6 +374,14 @@ def run_erasure(
                 f"the erasure of request {request_id} left data of the subject readable"
             )
         receipt = {**row["receipt"], "verification": verification}
+    # No export of the subject may be left either (every version was deleted by key and version id).
+    remaining = len(store.keys(subject_prefix(org_id, str(subject_id))))
+    receipt["verification"] = {**receipt["verification"], "exports_remaining": remaining}
+    if remaining:
+        receipt["verification"]["verified"] = False
+        with ctx.db.tenant(org_id) as conn:
+            repo.update_request(conn, org_id, request_id, receipt=_json(receipt))
+        raise ErasureIncompleteError(f"the erasure of request {request_id} left {remaining} export object(s)")
     receipt = {**receipt, "exports_deleted": exports_deleted, "subject_notified": address is not None}
     if address is not None:
         subject, body = messages.erased(request_id, receipt)
@@ -395,7 +405,12 @@ def _json(value: Mapping[str, Any]) -> Any:
 
 
 def run_rectification(
-    ctx: StepContext, crypto: FieldCrypto, org_id: UUID, request_id: UUID
+    ctx: StepContext,
+    crypto: FieldCrypto,
+    org_id: UUID,
+    request_id: UUID,
+    *,
+    email_key_secret: bytes | None = None,
 ) -> dict[str, Any]:
     """Rectification (Art. 16): the corrected fields applied to the subject, sealed as the catalog says,
     with the before and after values in the audit trail as ciphertext under the subject's own key."""
@@ -422,12 +437,10 @@ def run_rectification(
         if corrections.email is not None:
             before = _stored_address(conn, encryptor, org_id, subject)
             after = str(corrections.email)
-            subject_repo.set_email(
-                conn,
-                org_id,
-                subject,
-                encryptor.encrypt(after, EncryptionContext(org_id, "subjects", "email", subject)),
-            )
+            # The look-up key follows the address (compliance.dsr.subject_keys), or goes with the old one.
+            key = None if email_key_secret is None else subject_key(email_key_secret, org_id, email=after)
+            sealed_after = encryptor.encrypt(after, EncryptionContext(org_id, "subjects", "email", subject))
+            subject_repo.set_email(conn, org_id, subject, sealed_after, key)
             changes["email"] = {
                 "before": None if before is None else encryptor.encrypt(before, trail),
                 "after": encryptor.encrypt(after, trail),
@@ -476,11 +489,15 @@ def run_restriction(ctx: StepContext, org_id: UUID, request_id: UUID) -> dict[st
     return _output(row, restricted=True)
 
 
-def run_change_step(ctx: StepContext, crypto: FieldCrypto, step: StepInput) -> dict[str, Any]:
+def run_change_step(
+    ctx: StepContext, crypto: FieldCrypto, step: StepInput, *, email_key_secret: bytes | None = None
+) -> dict[str, Any]:
     """The steps that change the subject's data in place (one function serves them)."""
     match step.action:
         case "rectify":
-            return run_rectification(ctx, crypto, step.org_id, step.request_id)
+            return run_rectification(
+                ctx, crypto, step.org_id, step.request_id, email_key_secret=email_key_secret
+            )
         case "restrict":
             return run_restriction(ctx, step.org_id, step.request_id)
         case _:

@@ -31,8 +31,10 @@ class UsageQueueConsumer:
         sink: AuditSink,
         persistence: BasePersistenceLayer,
         idempotency_ttl_s: int,
+        email_key_secret: Callable[[], bytes | None] = lambda: None,
     ) -> None:
         self._db = db
+        self._email_key_secret = email_key_secret
         self._crypto = crypto
         self._sink = sink
         self._config = IdempotencyConfig(
@@ -60,7 +62,13 @@ class UsageQueueConsumer:
                 },
             )
             raise
-        return store_usage_message(message, db=self._db, crypto=self._crypto, sink=self._sink)
+        return store_usage_message(
+            message,
+            db=self._db,
+            crypto=self._crypto,
+            sink=self._sink,
+            email_key_secret=self._email_key_secret(),
+        )
 
     def _handle(self, record: SQSRecord) -> int:
         return self._store_once(record=record)

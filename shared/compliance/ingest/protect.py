@@ -198,16 +198,20 @@ def seal_subject_emails(
     emails: Mapping[UUID, str],
     stored: Mapping[UUID, str | None],
     encrypted: Collection[str],
+    *,
+    rewrite: Collection[UUID] = (),
 ) -> dict[UUID, str]:
     """The addresses to write: those of ``emails`` that differ from the ``stored`` ones, sealed
     when the catalog says so. An unchanged address is not rewritten (a fresh ciphertext would
     differ on every message, and rewriting locks the subject's row against every concurrent slice
-    naming it)."""
+    naming it), unless the subject is in ``rewrite`` (its look-up key is missing)."""
     sealed = SUBJECT_EMAIL in encrypted
     changed: dict[UUID, str] = {}
     for subject, email in emails.items():
         context = EncryptionContext(org_id, SUBJECTS_TABLE, SUBJECT_EMAIL, subject)
-        if _same_address(encryptor, stored.get(subject), email, context, sealed=sealed):
+        if subject not in rewrite and _same_address(
+            encryptor, stored.get(subject), email, context, sealed=sealed
+        ):
             continue
         changed[subject] = encryptor.encrypt(email, context) if sealed else email
     return changed

@@ -25,6 +25,7 @@ from compliance.db import consents as consent_repo
 from compliance.db import organisations as org_repo
 from compliance.db import subjects as subject_repo
 from compliance.db import usage as usage_repo
+from compliance.dsr.subject_keys import subject_key
 from compliance.ingest.protect import (
     SUBJECTS_TABLE,
     USAGE_TABLE,
@@ -67,9 +68,18 @@ def encrypted_columns(conn: psycopg.Connection[Any]) -> Mapping[str, frozenset[s
     return found
 
 
-def store_usage_message(message: UsageMessage, *, db: Database, crypto: FieldCrypto, sink: AuditSink) -> int:
+def store_usage_message(
+    message: UsageMessage,
+    *,
+    db: Database,
+    crypto: FieldCrypto,
+    sink: AuditSink,
+    email_key_secret: bytes | None = None,
+) -> int:
     """Write one queued slice in one transaction; returns how many records were new. A record
-    already stored is skipped, never duplicated; a redelivered slice changes nothing."""
+    already stored is skipped, never duplicated; a redelivered slice changes nothing. With
+    ``email_key_secret`` (the DSR secret) each written address gets its look-up key
+    (compliance.dsr.subject_keys), and a stored address without one is written again once."""
     org_id = message.org_id
     with crypto.tenant(db, org_id, sink=sink, actor=ENCRYPTION_ACTOR) as (conn, encryptor):
         settings = PiiSettings.model_validate(org_repo.get_setting(conn, org_id, PII_SETTINGS_KEY) or {})
@@ -88,13 +98,22 @@ def store_usage_message(message: UsageMessage, *, db: Database, crypto: FieldCry
         usage_columns = encrypted.get(USAGE_TABLE, frozenset())
         subject_columns = encrypted.get(SUBJECTS_TABLE, frozenset())
         latest = latest_subject_emails(screened.kept, subjects)
-        stored = usage_repo.stored_emails(conn, org_id, latest)
+        contacts = usage_repo.stored_contacts(conn, org_id, latest)
+        stored = {subject: contact.email for subject, contact in contacts.items()}
+        unkeyed = {s for s, contact in contacts.items() if not contact.keyed} if email_key_secret else set()
         encryptor.prepare(
             sealing_scopes(org_id, screened.kept, subjects, usage_columns, latest, subject_columns)
         )
         rows = seal_usage_rows(encryptor, org_id, screened.kept, subjects, usage_columns)
-        emails = seal_subject_emails(encryptor, org_id, latest, stored, subject_columns)
-        inserted = usage_repo.write_usage(conn, org_id, message.batch_id, message.received_at, rows, emails)
+        emails = seal_subject_emails(encryptor, org_id, latest, stored, subject_columns, rewrite=unkeyed)
+        keys = (
+            {s: subject_key(email_key_secret, org_id, email=latest[s]) for s in emails}
+            if email_key_secret
+            else None
+        )
+        inserted = usage_repo.write_usage(
+            conn, org_id, message.batch_id, message.received_at, rows, emails, keys
+        )
         if screened.rejected:
             emit.publish(sink, [_rejection_event(message, screened.rejected, screened.rejected_findings)])
     _record_metrics(message, inserted, screened.rejected, sum(screened.redacted_findings.values()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import uuid
@@ -19,6 +20,9 @@ from compliance.dsr.export_format import SubjectExport, write_export
 from compliance.errors import DataAccessError
 from tests.conftest import ProvisionedDatabase
 from tests.integration.dsr.conftest import T0, Seeded, append_subject_events, seed_subject
+
+# Ada's address's look-up key as ingest stores it with the DSR secret (migration 0012): 32 bytes.
+ADA_EMAIL_KEY = bytes(range(32))
 
 EMAIL = "ada.lovelace@example.com"
 PROMPT = "Summarise the quarterly report for Ada"
@@ -79,9 +83,9 @@ def world(migrated_db: ProvisionedDatabase, writer: FieldCrypto) -> dict[str, Se
     # Ada asked for a restriction of processing once (migration 0011): that is about her too
     with migrated_db.owner() as conn:
         conn.execute(
-            "UPDATE subjects SET restricted_at = %s, restriction_request_id = gen_random_uuid()"
-            " WHERE id = %s",
-            (T0, ada.subject_id),
+            "UPDATE subjects SET restricted_at = %s, restriction_request_id = gen_random_uuid(),"
+            " email_key = %s WHERE id = %s",
+            (T0, ADA_EMAIL_KEY, ada.subject_id),
         )
     append_subject_events(migrated_db, org_a, ada.subject_id)
     append_subject_events(migrated_db, org_a, bob.subject_id)
@@ -110,7 +114,12 @@ def test_every_catalogued_personal_field_of_the_subject_decrypted_and_nothing_of
         assert entry.qualified_name in export.categories[entry.category].columns(), entry.qualified_name
     # ... decrypted in its own row's context
     (contact,) = export.categories["contact"].rows
-    assert contact == {"subjects.id": str(ada.subject_id), "subjects.email": EMAIL}
+    # (the address's look-up key is about her too: it is listed, as base64 of its bytes)
+    assert contact == {
+        "subjects.id": str(ada.subject_id),
+        "subjects.email": EMAIL,
+        "subjects.email_key": base64.b64encode(ADA_EMAIL_KEY).decode(),
+    }
     content = rows_by(export, "content", "usage_records.request_id")
     assert set(content) == {"req-1", "req-2"}  # req-3 stored no text: no content row
     assert content["req-1"]["usage_records.prompt_text"] == PROMPT

@@ -668,3 +668,31 @@ def test_a_step_on_another_orgs_request_finds_nothing_and_changes_nothing(world:
     assert world.row(request_id) == before
     assert world.sink.events == [] and world.sender.sent == [] and world.store.objects == {}
     assert world.subject_row(world.ada.subject_id) is not None
+
+
+def test_an_export_that_survives_its_deletion_fails_the_erasure_until_it_is_gone(world: World) -> None:
+    # Given an erasure request and an export store whose deletion silently keeps an object
+    request_id = world.verified("erasure", world.ada.subject_id)
+    hers = export_key(world.org, str(world.ada.subject_id), uuid.uuid4(), "json")
+    world.store.objects[hers] = _stored(b"{}")
+    delete_prefix = world.store.delete_prefix
+    world.store.delete_prefix = lambda prefix: 0  # type: ignore[method-assign]
+
+    # When the step runs / Then the erasure is not reported done: the receipt says what is left
+    from compliance.dsr.erase import ErasureIncompleteError
+
+    with pytest.raises(ErasureIncompleteError):
+        workflow.run_erasure(
+            world.ctx, world.crypto, world.ledger, world.store, world.sender, world.org, request_id
+        )
+    verification = world.row(request_id)["receipt"]["verification"]
+    assert verification["exports_remaining"] == 1 and verification["verified"] is False
+
+    # When the deletion works again and the step is retried / Then it completes
+    world.store.delete_prefix = delete_prefix  # type: ignore[method-assign]
+    workflow.run_erasure(
+        world.ctx, world.crypto, world.ledger, world.store, world.sender, world.org, request_id
+    )
+    verification = world.row(request_id)["receipt"]["verification"]
+    assert verification["exports_remaining"] == 0 and verification["verified"] is True
+    assert world.store.objects == {}

@@ -300,3 +300,45 @@ def test_a_restricted_subject_keeps_only_billing_figures_and_others_are_untouche
     assert decrypt(other["prompt"], "prompt_text", other["subject_id"]) == (
         "Summarise the attached quarterly report."
     )
+
+
+def test_addresses_are_stored_with_their_look_up_key_when_the_dsr_secret_is_given(
+    aws: None, org: str, db_env: dict[str, str], field_key: str, audited: Any, migrated_db: Any,
+    event: Any, lambda_context: Any, consented: None,
+) -> None:  # fmt: skip
+    import secrets as random
+
+    from compliance.dsr.subject_keys import subject_key
+
+    # Given a processor that has the DSR secret
+    secret = random.token_bytes(32)
+    arn = boto3.client("secretsmanager").create_secret(
+        Name="dsr", SecretString=json.dumps({"key": secret.hex()})
+    )
+    boto3.client("dynamodb").create_table(
+        TableName="idempotency",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    processor = audited(
+        "functions.ingest.processor",
+        {
+            **db_env,
+            "IDEMPOTENCY_TABLE_NAME": "idempotency",
+            "FIELD_KEY_ID": field_key,
+            "DSR_SECRET_ARN": arn["ARN"],
+        },
+    )
+    # When the sample message (two subjects with addresses) is processed
+    assert processor.handler(event(EVENT), lambda_context) == {"batchItemFailures": []}
+
+    # Then each stored address has the key of its own (normalised) address, the address itself sealed
+    with migrated_db.owner() as conn:
+        rows = conn.execute(
+            "SELECT external_id, email, email_key FROM subjects WHERE org_id = %s", (org,)
+        ).fetchall()
+    keyed = {external: bytes(key) for external, email, key in rows if email is not None}
+    assert keyed and all(len(key) == 32 for key in keyed.values())
+    assert keyed["user-42"] == subject_key(secret, UUID(org), email=EMAIL)
+    assert all(email.startswith("enc:v1:") for _external, email, _key in rows if email is not None)

@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 
-from compliance.audit.emit import RequestOrigin
-from compliance.audit.sink import MemoryAuditSink
 from compliance.aws.workflow import StepFunctionsWorkflow, WorkflowUnavailableError, execution_arn
 from compliance.dsr import requests as service
 from compliance.errors import ConfigurationError, ValidationFailedError
 from compliance.models.auth import Principal, Role
-from compliance.models.dsr import DsrCreate, DsrStatus
-from tests.unit.dsr.fakes import STATE_MACHINE, MemoryWorkflow
+from compliance.models.dsr import DsrStatus
+from tests.unit.dsr.fakes import STATE_MACHINE
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 REQUEST_ID = uuid.UUID("0b7e6c1e-4a5d-4f7e-9c1a-2d3e4f5a6b7c")
@@ -110,24 +108,6 @@ class NoDatabase:
         raise AssertionError("the database must not be reached")
 
     unscoped = tenant
-
-
-def test_a_request_by_email_is_refused_before_anything_is_stored() -> None:
-    workflow, sink = MemoryWorkflow(), MemoryAuditSink()
-    request = DsrCreate.model_validate({"type": "erasure", "email": "ada@example.com", "regulation": "gdpr"})
-    with pytest.raises(service.EmailLookupUnavailableError) as raised:
-        service.create_request(
-            NoDatabase(),  # type: ignore[arg-type]
-            PRINCIPAL,
-            request,
-            now=NOW,
-            sink=sink,
-            workflow=workflow,
-            secret=bytes(32),
-            origin=RequestOrigin(),
-        )
-    assert raised.value.status == 422 and "subject_id" in raised.value.detail
-    assert workflow.started == [] and sink.events == []
 
 
 # ------------------------------------------------------------------------------ the DSR secret

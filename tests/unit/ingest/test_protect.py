@@ -197,3 +197,17 @@ def test_a_restricted_subjects_records_keep_only_their_billing_figures() -> None
     assert [r.request_id for r in kept] == ["a", "b", "c", "d"]
     # And with nobody restricted, nothing changes
     assert without_restricted_data(records, set()) == (records, 0)
+
+
+def test_an_unchanged_address_without_its_look_up_key_is_written_again_once() -> None:
+    encryptor = FieldEncryptor(KmsDataKeys(FakeKms(), "key"), InMemoryWrappedKeyStore(), DataKeyCache())  # type: ignore[arg-type]
+    subject = uuid.uuid4()
+    stored = {
+        subject: encryptor.encrypt("a@example.org", EncryptionContext(ORG, "subjects", "email", subject))
+    }
+    # Given the same address as stored: not written, unless its key is missing (rewrite)
+    assert seal_subject_emails(encryptor, ORG, {subject: "a@example.org"}, stored, {"email"}) == {}
+    again = seal_subject_emails(
+        encryptor, ORG, {subject: "a@example.org"}, stored, {"email"}, rewrite={subject}
+    )
+    assert set(again) == {subject}
