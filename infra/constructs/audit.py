@@ -27,7 +27,7 @@ from infra.constructs.database import Database
 from infra.constructs.network import Network
 from infra.constructs.python_function import PythonFunction
 from infra.constructs.roles import PolicyRole
-from infra.constructs.storage import AccessLogs, data_bucket
+from infra.constructs.storage import AccessLogs, data_bucket, expiring_objects
 
 
 def _fifo_queue(
@@ -137,14 +137,7 @@ class Audit(Construct):
             key=key,
             access_logs=access_logs,
             access_logs_prefix=c.ACCESS_LOGS_PREFIX_EXPORTS,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-exports",
-                    expiration=c.EXPORTS_EXPIRY,
-                    noncurrent_version_expiration=Duration.days(1),
-                    abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
-            ],
+            lifecycle_rules=[expiring_objects("expire-exports", c.EXPORTS_EXPIRY)],
         )
 
         # --- Functions --------------------------------------------------------------------------------

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy, SecretValue
+from aws_cdk import RemovalPolicy, SecretValue
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ses as ses
 from aws_cdk import aws_sns as sns
@@ -30,7 +29,7 @@ from infra.constructs.database import Database
 from infra.constructs.network import Network
 from infra.constructs.python_function import PythonFunction
 from infra.constructs.roles import ServiceRole
-from infra.constructs.storage import AccessLogs, data_bucket
+from infra.constructs.storage import AccessLogs, data_bucket, expiring_objects
 
 # What the state machine's own role needs for its log group (CloudWatch Logs delivery has no
 # resource-level permissions: AWS documents "*") and for X-Ray.
@@ -81,14 +80,7 @@ class Dsr(Construct):
             key=key,
             access_logs=access_logs,
             access_logs_prefix=c.ACCESS_LOGS_PREFIX_DSR_EXPORTS,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-dsr-exports",
-                    expiration=c.DSR_EXPORTS_EXPIRY,
-                    noncurrent_version_expiration=Duration.days(1),
-                    abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
-            ],
+            lifecycle_rules=[expiring_objects("expire-dsr-exports", c.DSR_EXPORTS_EXPIRY)],
         )
         # Keys the verification codes' HMAC and the requests' subject keys (compliance.dsr.verification,
         # compliance.dsr.subject_keys): 32 random bytes as 64 hex digits; it never leaves Secrets Manager

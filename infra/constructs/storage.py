@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -68,4 +68,15 @@ def data_bucket(
         object_lock_enabled=object_lock_retention is not None,
         object_lock_default_retention=object_lock_retention,
         removal_policy=RemovalPolicy.RETAIN,
+    )
+
+
+def expiring_objects(rule_id: str, expiration: Duration) -> s3.LifecycleRule:
+    """For objects rebuilt on request (exports): gone after ``expiration``, a replaced version a day
+    later, an unfinished multipart upload after a day."""
+    return s3.LifecycleRule(
+        id=rule_id,
+        expiration=expiration,
+        noncurrent_version_expiration=Duration.days(1),
+        abort_incomplete_multipart_upload_after=Duration.days(1),
     )

@@ -404,6 +404,24 @@ def _json(value: Mapping[str, Any]) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _begin_change(
+    conn: psycopg.Connection[Any], ctx: StepContext, org_id: UUID, request_id: UUID, kind: DsrType, step: str
+) -> tuple[dict[str, Any], UUID] | None:
+    """Lock a verified ``kind`` request, mark it running and return it with its subject; None when
+    ``step`` is already recorded (a retry: nothing to do again)."""
+    row = _load(conn, org_id, request_id)
+    if DsrType(row["type"]) is not kind:
+        raise ConflictError(f"only {kind.value} requests {step}")
+    if _done(row, step):
+        return None
+    subject = row["subject_id"]
+    if subject is None:
+        raise ConflictError("the request has no subject")
+    _move(conn, ctx, row, DsrStatus.RUNNING, "start")
+    row["status"] = DsrStatus.RUNNING.value
+    return row, subject
+
+
 def run_rectification(
     ctx: StepContext,
     crypto: FieldCrypto,
@@ -418,20 +436,14 @@ def run_rectification(
     from compliance.models.dsr import DsrCorrections
 
     with crypto.tenant(ctx.db, org_id, sink=ctx.sink, actor=ACTOR) as (conn, encryptor):
-        row = _load(conn, org_id, request_id)
-        if DsrType(row["type"]) is not DsrType.RECTIFICATION:
-            raise ConflictError("only rectification requests rectify")
-        if _done(row, "rectify"):
-            return _output(row, rectified=True)
-        subject = row["subject_id"]
-        sealed = row["corrections"]
-        if subject is None or sealed is None:
-            raise ConflictError("the request has no subject or no corrections")
-        corrections = DsrCorrections.model_validate_json(
-            encryptor.decrypt(sealed, EncryptionContext(org_id, "dsr_requests", "corrections", subject))
-        )
-        _move(conn, ctx, row, DsrStatus.RUNNING, "start")
-        row["status"] = DsrStatus.RUNNING.value
+        begun = _begin_change(conn, ctx, org_id, request_id, DsrType.RECTIFICATION, "rectify")
+        if begun is None:
+            return _output(_load(conn, org_id, request_id), rectified=True)
+        row, subject = begun
+        if row["corrections"] is None:
+            raise ConflictError("the request has no corrections")
+        context = EncryptionContext(org_id, "dsr_requests", "corrections", subject)
+        corrections = DsrCorrections.model_validate_json(encryptor.decrypt(row["corrections"], context))
         changes: dict[str, dict[str, str | None]] = {}
         trail = EncryptionContext(org_id, "audit_events", "details", subject)
         if corrections.email is not None:
@@ -464,16 +476,10 @@ def run_restriction(ctx: StepContext, org_id: UUID, request_id: UUID) -> dict[st
     from compliance.db import subjects as subject_repo
 
     with ctx.db.tenant(org_id) as conn:
-        row = _load(conn, org_id, request_id)
-        if DsrType(row["type"]) is not DsrType.RESTRICTION:
-            raise ConflictError("only restriction requests restrict")
-        if _done(row, "restrict"):
-            return _output(row, restricted=True)
-        subject = row["subject_id"]
-        if subject is None:
-            raise ConflictError("the request has no subject")
-        _move(conn, ctx, row, DsrStatus.RUNNING, "start")
-        row["status"] = DsrStatus.RUNNING.value
+        begun = _begin_change(conn, ctx, org_id, request_id, DsrType.RESTRICTION, "restrict")
+        if begun is None:
+            return _output(_load(conn, org_id, request_id), restricted=True)
+        row, subject = begun
         newly = subject_repo.restrict(conn, org_id, subject, request_id, ctx.now)
         if newly:
             event = emit.subject_restriction_changed(
