@@ -54,12 +54,14 @@ class FieldCrypto:
         sink: AuditSink | None = None,
         actor: str = DEFAULT_ACTOR,
         origin: RequestOrigin | None = None,
+        snapshot: bool = False,
     ) -> Iterator[EncryptingTransaction]:
         """``db.tenant(org_id)`` with a :class:`FieldEncryptor` whose new keys are stored (and,
-        with a ``sink``, audited as ``key.created``) in the same transaction."""
+        with a ``sink``, audited as ``key.created``) in the same transaction. ``snapshot``: a
+        read-only transaction on one snapshot (``Database.tenant``); it can read keys, not create them."""
         store: PgWrappedKeyStore | None = None
         try:
-            with db.tenant(org_id) as conn:
+            with db.tenant(org_id, snapshot=snapshot) as conn:
                 store = PgWrappedKeyStore(
                     conn, kms_key_id=self.kms_key_id, sink=sink, actor=actor, origin=origin
                 )

@@ -95,15 +95,19 @@ class Database:
         self._last_used: weakref.WeakKeyDictionary[DictConnection, float] = weakref.WeakKeyDictionary()
 
     @contextmanager
-    def tenant(self, org_id: UUID) -> Iterator[DictConnection]:
-        """One transaction scoped to ``org_id`` (``app.org_id``, local to the transaction)."""
+    def tenant(self, org_id: UUID, *, snapshot: bool = False) -> Iterator[DictConnection]:
+        """One transaction scoped to ``org_id`` (``app.org_id``, local to the transaction).
+
+        ``snapshot``: read-only, and every statement sees the same snapshot (REPEATABLE READ),
+        for readers that must not mix two moments (a subject's export read table by table)."""
         from psycopg import sql
 
         # A UUID's canonical text cannot carry SQL: safe as a literal, which lets BEGIN and
         # the setting travel in one round trip (a parameter would need a second one).
         scope = sql.Literal(str(UUID(str(org_id))))
+        begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if snapshot else "BEGIN"
         with self._transaction(
-            sql.SQL("BEGIN; SELECT set_config('app.org_id', {}, true)").format(scope)
+            sql.SQL(begin + "; SELECT set_config('app.org_id', {}, true)").format(scope)
         ) as conn:
             yield conn
 

@@ -303,8 +303,8 @@ def spool_subject_data(
     """
     export: SpooledExport | None = None
     try:
-        with crypto.tenant(db, org_id) as (conn, encryptor):
-            _read_only(conn)
+        # One snapshot for every table read, and the server refuses any write.
+        with crypto.tenant(db, org_id, snapshot=True) as (conn, encryptor):
             entries = _entries(conn, catalog)
             subject_id = None if subject is None else _find(conn, org_id, subject)
             export = SpooledExport(
@@ -326,15 +326,6 @@ def spool_subject_data(
         raise
     with export:
         yield export
-
-
-def _read_only(conn: psycopg.Connection[Any]) -> None:
-    # An export only reads: the server refuses any write this transaction might attempt.
-    # (Allowed after the scope's SELECT: only READ WRITE must come before the first query.)
-    from compliance.db.connection import driver_errors
-
-    with driver_errors():
-        conn.execute("SET TRANSACTION READ ONLY")
 
 
 def _find(conn: psycopg.Connection[Any], org_id: UUID, subject: SubjectLookup) -> UUID | None:

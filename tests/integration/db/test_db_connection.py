@@ -61,6 +61,32 @@ def test_the_scope_is_set_for_the_transaction_only(migrated_db: ProvisionedDatab
     assert outside is not None and not outside["org"]
 
 
+def test_a_snapshot_transaction_reads_one_moment_and_writes_nothing(
+    migrated_db: ProvisionedDatabase, app: Database
+) -> None:
+    # Given an organisation with one API key, and a snapshot transaction that has read once
+    org = migrated_db.create_org()
+    with app.tenant(org) as conn:
+        insert_key(conn, org, "before")
+    with app.tenant(org, snapshot=True) as conn:
+        first = conn.execute("SELECT count(*) AS n FROM api_keys").fetchone()
+        # When another transaction commits a second key meanwhile
+        with migrated_db.owner() as other:
+            other.execute(
+                "INSERT INTO api_keys (org_id, name, prefix, secret_hash, roles)"
+                " VALUES (%s, 'during', 'abcdefghijkm', %s, '{dpo}')",
+                (org, b"\x02" * 32),
+            )
+        # Then the snapshot still sees one (a plain transaction would see two), in scope
+        again = conn.execute(
+            "SELECT count(*) AS n, current_setting('app.org_id') AS org FROM api_keys"
+        ).fetchone()
+    assert first == {"n": 1} and again == {"n": 1, "org": str(org)}
+    # And it refuses to write
+    with pytest.raises(DataAccessError), app.tenant(org, snapshot=True) as conn:
+        insert_key(conn, org, "refused")
+
+
 def test_a_new_password_is_fetched_for_every_new_connection_only(
     app: Database, provider: CountingProvider
 ) -> None:
