@@ -143,6 +143,16 @@ def read_dsr_secret(client: Any, secret_arn: str) -> bytes:
     return key
 
 
+def _locked(conn: Any, org_id: UUID, request_id: UUID) -> dict[str, Any]:
+    """The request row, locked until the transaction ends; 404 when the org has no such request."""
+    from compliance.db import dsr_requests as repo
+
+    row = repo.get_request(conn, org_id, request_id, for_update=True)
+    if row is None:
+        raise _not_found()
+    return row
+
+
 def _not_found() -> RequestNotFoundError:
     return RequestNotFoundError("no data subject request with this id")
 
@@ -415,9 +425,7 @@ def extend_request(
 
     org_id = principal.org_id
     with db.tenant(org_id) as conn:
-        row = repo.get_request(conn, org_id, request_id, for_update=True)
-        if row is None:
-            raise _not_found()
+        row = _locked(conn, org_id, request_id)
         current = DsrStatus(row["status"])
         if current in dsr_status.TERMINAL_STATUSES:
             raise dsr_status.InvalidTransitionError(
@@ -475,9 +483,7 @@ def cancel_request(
 
     org_id = principal.org_id
     with db.tenant(org_id) as conn:
-        row = repo.get_request(conn, org_id, request_id, for_update=True)
-        if row is None:
-            raise _not_found()
+        row = _locked(conn, org_id, request_id)
         previous = DsrStatus(row["status"])
         target = dsr_status.transition(previous, DsrStatus.CANCELLED)
         updated = repo.update_request(
@@ -517,9 +523,7 @@ def lift_restriction(
 
     org_id = principal.org_id
     with db.tenant(org_id) as conn:
-        row = repo.get_request(conn, org_id, request_id, for_update=True)
-        if row is None:
-            raise _not_found()
+        row = _locked(conn, org_id, request_id)
         if row["type"] != DsrType.RESTRICTION or row["status"] != DsrStatus.COMPLETED:
             raise ConflictError(
                 "only a completed restriction request can be lifted", request_id=str(request_id)
@@ -581,9 +585,7 @@ def verify_request(
     if org_id is None:
         raise _not_found()
     with db.tenant(org_id) as conn:
-        row = repo.get_request(conn, org_id, request_id, for_update=True)
-        if row is None:  # pragma: no cover - the org was just read from the row
-            raise _not_found()
+        row = _locked(conn, org_id, request_id)
         attempt = _attempt(
             conn, row, org_id, request_id, code, secret=secret, now=now, sink=sink, origin=origin
         )

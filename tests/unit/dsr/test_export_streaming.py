@@ -8,9 +8,8 @@ import hashlib
 import io
 import tracemalloc
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Any
-from uuid import UUID
 
 import pytest
 
@@ -23,23 +22,7 @@ from compliance.dsr.export_format import (
     SubjectExport,
     write_export,
 )
-
-REQUEST_ID = UUID("0b7f3c1e-7d7a-4f55-9a39-2f1f0c3a9d11")
-SUBJECT = "5d1e9b0c-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
-AT = datetime(2026, 11, 23, 10, 30, 0, 123456, tzinfo=UTC)
-
-AWKWARD = [
-    'say "hi", then leave',
-    "line one\nline two\r\nline three\rend",
-    "<b>a & b</b> ]]> '",
-    "Zoë 日本語 🙂 \u2028 \u2029 \u0085 \u00a0",
-    "bell\x07 nul-ish\x01 tab\t esc\x1b",
-    '=HYPERLINK("http://evil")',
-    "123",
-    "null",
-    "",
-    "\ufffe\uffff",
-]
+from tests.unit.dsr.export_samples import AT, AWKWARD, REQUEST_ID, SUBJECT
 
 Added = list[tuple[str, str, dict[str, Any]]]
 
